@@ -1,0 +1,2 @@
+"""dermjax: dermatology vision-language models in JAX/Flax."""
+__version__ = "0.1.0"

@@ -1,0 +1,75 @@
+"""The on-disk example format (schema version 1), one msgpack map per ArrayRecord entry.
+
+    {"schema_version": 1, "image_id": str, "dataset": str, "split": str,
+     "image": bytes (JPEG, longest side <= max_side), "image_sha256": str (of the source bytes),
+     "label": int (index into ontology.DIAGNOSIS_GROUPS), "diagnosis_group": str,
+     "notes": [{"style", "text", "generator", "seed", "ok", "violations"}, ...],
+     "record": str (the case record as JSON)}
+
+msgpack holds only bytes, strings, numbers, lists and maps: nothing on disk is a pickle.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import msgpack
+import numpy as np
+from PIL import Image
+
+from dermjax.errors import DermjaxError
+from dermjax.notes.ontology import GROUP_INDEX
+
+SCHEMA_VERSION = 1
+
+
+def label_of(record: dict) -> int:
+    return GROUP_INDEX.get(record.get("diagnosis_group") or "other", GROUP_INDEX["other"])
+
+
+def load_jpeg(path: str, max_side: int) -> tuple[bytes, str]:
+    """Returns (JPEG bytes no larger than max_side, sha256 of the file as published)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        img = Image.open(io.BytesIO(raw))
+        img = img.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise DermjaxError(f"{path}: cannot read image ({e})") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.BICUBIC)
+    elif raw[:2] == b"\xff\xd8":
+        return raw, digest  # already a small JPEG: keep the bytes untouched
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=95)
+    return buf.getvalue(), digest
+
+
+def encode_example(record: dict, notes: list[dict], image: bytes, image_sha256: str, split: str) -> bytes:
+    rec = {k: v for k, v in record.items() if k != "image_path"}
+    return msgpack.packb({
+        "schema_version": SCHEMA_VERSION,
+        "image_id": record["image_id"],
+        "dataset": record["dataset"],
+        "split": split,
+        "image": image,
+        "image_sha256": image_sha256,
+        "label": label_of(record),
+        "diagnosis_group": record.get("diagnosis_group") or "other",
+        "notes": notes,
+        "record": json.dumps(rec, sort_keys=True),
+    }, use_bin_type=True)
+
+
+def decode_example(data: bytes) -> dict:
+    ex = msgpack.unpackb(data, raw=False)
+    if ex.get("schema_version") != SCHEMA_VERSION:
+        raise DermjaxError(f"example {ex.get('image_id')!r}: schema_version {ex.get('schema_version')} "
+                           f"is not {SCHEMA_VERSION}")
+    return ex
+
+
+def decode_image(jpeg: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))

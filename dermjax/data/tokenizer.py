@@ -1,0 +1,75 @@
+"""SentencePiece tokenizer: trained on the training notes, stored beside the shards.
+
+Ids: 0 = pad, 1 = unk, 2 = eos; no bos. Text is case-folded by the normalizer, so "Melanoma"
+and "melanoma" are one token stream and prompts need no lower-casing of their own.
+"""
+from __future__ import annotations
+
+import io
+import os
+from typing import Iterable
+
+import numpy as np
+import sentencepiece as spm
+
+from dermjax.errors import DermjaxError
+from dermjax.io import write_bytes
+
+PAD_ID, UNK_ID, EOS_ID = 0, 1, 2
+
+
+def train(sentences: Iterable[str], out_path: str, vocab_size: int = 2000) -> str:
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=buf,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=PAD_ID, unk_id=UNK_ID, eos_id=EOS_ID, bos_id=-1,
+        normalization_rule_name="nmt_nfkc_cf",
+        # Small note corpora cannot always fill the requested vocabulary; take what they give.
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        num_threads=1,  # one thread: the same corpus always gives the same model
+        minloglevel=2,
+    )
+    write_bytes(out_path, buf.getvalue())
+    return out_path
+
+
+class Tokenizer:
+    """Picklable wrapper (grain ships transforms to worker processes)."""
+
+    def __init__(self, model_path: str, max_len: int):
+        if not os.path.isfile(model_path):
+            raise DermjaxError(f"{model_path}: tokenizer model not found; run `dermjax-prep tokenizer`")
+        with open(model_path, "rb") as f:
+            self._proto = f.read()
+        self.max_len = max_len
+        self._sp = None
+
+    @property
+    def sp(self) -> spm.SentencePieceProcessor:
+        if self._sp is None:
+            self._sp = spm.SentencePieceProcessor(model_proto=self._proto)
+        return self._sp
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def __getstate__(self):
+        return {"_proto": self._proto, "max_len": self.max_len, "_sp": None}
+
+    def encode(self, texts: list[str] | str) -> np.ndarray:
+        """int32 [N, max_len]: ids, then eos, then pad; truncated texts keep their eos."""
+        single = isinstance(texts, str)
+        ids = self.sp.encode([texts] if single else list(texts))
+        out = np.full((len(ids), self.max_len), PAD_ID, np.int32)
+        for row, seq in zip(out, ids):
+            seq = seq[: self.max_len - 1] + [EOS_ID]
+            row[: len(seq)] = seq
+        return out[0] if single else out
+
+    def decode(self, ids) -> str:
+        return self.sp.decode([int(i) for i in ids if i not in (PAD_ID, EOS_ID)])

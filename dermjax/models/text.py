@@ -1,0 +1,27 @@
+"""Text transformer tower: token + position embeddings, encoder, mean over real tokens."""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import nnx
+
+from dermjax.models.transformer import Encoder
+
+
+class TextTransformer(nnx.Module):
+    def __init__(self, *, vocab_size: int, max_len: int, width: int, depth: int, heads: int,
+                 mlp_dim: int, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.tokens = nnx.Embed(vocab_size, width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+                                embedding_init=nnx.with_partitioning(nnx.initializers.normal(0.02),
+                                                                     ("vocab", "embed")))
+        self.pos = nnx.Param(nnx.with_partitioning(nnx.initializers.normal(0.01), (None, "embed"))(
+            rngs.params(), (max_len, width)))
+        self.encoder = Encoder(width, depth, heads, mlp_dim, rngs, dtype)
+        self.width = width
+
+    def __call__(self, tokens):
+        """tokens: int [b, L], 0 = padding -> features [b, width]."""
+        mask = tokens != 0
+        x = self.tokens(tokens) + self.pos.value[: tokens.shape[1]].astype(self.tokens.dtype)
+        x = self.encoder(x, mask)
+        m = mask[..., None].astype(x.dtype)
+        return (x * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1.0)

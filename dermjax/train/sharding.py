@@ -1,0 +1,74 @@
+"""Device mesh and the one table that says how every logical axis is laid out on it.
+
+Mesh axes: "data" (pure data parallelism), "fsdp" (data parallelism with parameters and
+optimizer state sharded along "embed"), "tensor" (tensor parallelism over heads/mlp/vocab).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical axis -> mesh axis (or tuple of mesh axes, or None = replicated).
+LOGICAL_AXIS_RULES = {
+    "batch": ("data", "fsdp"),
+    "embed": "fsdp",
+    "mlp": "tensor",
+    "heads": "tensor",
+    "vocab": "tensor",
+}
+
+
+def mesh_shape(sizes: dict[str, int], num_devices: int) -> tuple[int, ...]:
+    """Resolves one -1 entry to "the rest of the devices"; checks the product."""
+    shape = [int(sizes.get(a, 1)) for a in MESH_AXES]
+    if shape.count(-1) > 1:
+        raise ValueError(f"mesh {sizes}: at most one axis may be -1")
+    known = math.prod(s for s in shape if s != -1)
+    if -1 in shape:
+        if num_devices % known:
+            raise ValueError(f"mesh {sizes}: {num_devices} devices are not divisible by {known}")
+        shape[shape.index(-1)] = num_devices // known
+    if math.prod(shape) != num_devices:
+        raise ValueError(f"mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} devices, "
+                         f"have {num_devices}")
+    return tuple(shape)
+
+
+def make_mesh(sizes: dict[str, int], devices=None) -> jax.sharding.Mesh:
+    devices = jax.devices() if devices is None else devices
+    shape = mesh_shape(sizes, len(devices))
+    # Auto axes: XLA propagates shardings through ordinary code (Explicit would demand
+    # sharding-aware code everywhere, see ENVIRONMENT.md).
+    return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(shape),
+                         devices=devices)
+
+
+def logical_to_mesh(spec: P | tuple, rules: dict = LOGICAL_AXIS_RULES) -> P:
+    return P(*(rules.get(name) if name is not None else None for name in spec))
+
+
+def state_shardings(abstract_state, mesh: jax.sharding.Mesh):
+    """NamedShardings for an nnx.State whose Variables carry logical `out_sharding` names."""
+    specs = nnx.get_partition_spec(abstract_state)
+    return jax.tree.map(lambda s: NamedSharding(mesh, logical_to_mesh(s)), specs,
+                        is_leaf=lambda x: isinstance(x, P))
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(LOGICAL_AXIS_RULES["batch"]))
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def global_batch(local: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+    """This process's rows -> one global array per key, sharded along the batch axes."""
+    sharding = batch_sharding(mesh)
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}

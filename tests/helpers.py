@@ -1,0 +1,45 @@
+"""Shared test fixtures' building blocks: small image sets written on the fly."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from dermjax.notes.ontology import EVAL_CLASSES, MALIGNANCY
+
+DATA_ROOT = os.environ.get("DERMJAX_DATA_ROOT",
+                           os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+
+
+def ham_root() -> str | None:
+    root = os.path.join(DATA_ROOT, "ham10000")
+    return root if os.path.isfile(os.path.join(root, "HAM10000_metadata.csv")) else None
+
+
+def tiny_records(folder: str, n: int = 48, size: int = 40, patients: int | None = None) -> list[dict]:
+    """Case records with solid-colour-per-class images written as JPEG under `folder`."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        group = EVAL_CLASSES[i % len(EVAL_CLASSES)]
+        img = np.full((size, size, 3), 30 * (i % 8), np.uint8) + rng.integers(0, 20, (size, size, 3), dtype=np.uint8)
+        path = os.path.join(folder, f"img{i:04d}.jpg")
+        Image.fromarray(img).save(path, quality=90)
+        out.append({
+            "image_id": f"img{i:04d}", "dataset": "tiny",
+            "patient_id": f"p{i % (patients or n):04d}", "modality": "dermoscopic",
+            "diagnosis": group, "diagnosis_group": group, "malignancy": MALIGNANCY[group],
+            "age": 40.0 + i % 30, "sex": "female" if i % 2 else "male", "body_site": "back",
+            "fitzpatrick": None, "confirmation": None, "findings": {}, "image_path": path,
+        })
+    return out
+
+
+def tiny_notes(records: list[dict]) -> dict[str, list[dict]]:
+    return {r["image_id"]: [{"style": "template", "text": f"Dermoscopic image of {r['diagnosis']}.",
+                             "generator": "test", "seed": 0, "ok": True, "violations": []},
+                            {"style": "report", "text": f"Diagnosis: {r['diagnosis']}. Site: back.",
+                             "generator": "test", "seed": 0, "ok": True, "violations": []}]
+            for r in records}

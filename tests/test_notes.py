@@ -7,7 +7,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,8 @@ HAM_CONFIRMATION = {"histo": "histopathology", "follow_up": "follow-up",
 
 def ham_records() -> list[dict]:
     if not HAM_CSV.is_file():
-        pytest.skip(f"HAM10000 metadata not found at {HAM_CSV}; set DERMJAX_DATA_ROOT to the shared data folder")
+        pytest.skip(f"HAM10000 metadata not found at {HAM_CSV}; "
+                    "set DERMJAX_DATA_ROOT to the shared data folder")
     records = []
     with open(HAM_CSV, newline="") as f:
         for row in csv.DictReader(f):
@@ -298,7 +298,8 @@ HALLUCINATIONS = [
     (NEVUS, "There is central ulceration.", "findings.ulceration", "unsupported", "present"),
     (NEVUS, "The patient denies itching.", "findings.itch", "unsupported", "absent"),
     (NEVUS, "A history of bleeding, unlike melanoma.", "findings.bleeding", "unsupported", "present"),
-    (MELANOMA, "Regression structures are present.", "findings.regression_structures", "unsupported", "present"),
+    (MELANOMA, "Regression structures are present.", "findings.regression_structures", "unsupported",
+     "present"),
     (MELANOMA, "Fitzpatrick skin type III.", "fitzpatrick", "unsupported", "3"),
     (MELANOMA, "Confirmed by histopathology.", "confirmation", "unsupported", "histopathology"),
     (NEVUS, "Diagnosis confirmed by biopsy.", "confirmation", "contradicted", "histopathology"),
@@ -322,7 +323,8 @@ HALLUCINATIONS = [
 def test_hallucination_is_caught(record, note, field, kind, claimed):
     result = verify(record, note)
     assert not result.ok
-    assert (field, kind, claimed) in [(v.field, v.kind, v.claimed) for v in result.violations], describe(result)
+    found = [(v.field, v.kind, v.claimed) for v in result.violations]
+    assert (field, kind, claimed) in found, describe(result)
     for v in result.violations:
         assert isinstance(v, Violation) and v.kind in ("contradicted", "unsupported")
         assert all(isinstance(x, str) for x in (v.field, v.kind, v.claimed, v.expected))
@@ -389,26 +391,14 @@ def test_callable_module_and_attribute_forms():
     assert dermjax.notes.Violation is Violation and dermjax.notes.make_note is make_note
 
 
-def test_throughput():
-    rng = random.Random(3)
-    pairs = []
-    for i in range(1000):
-        rec = random_record(rng)
-        pairs.append((rec, template_note(rec, i)))
-    start = time.perf_counter()
-    for rec, note in pairs:
-        verify(rec, note)
-    rate = len(pairs) / (time.perf_counter() - start)
-    # Measured near 7000/s; the bound only catches a pathological slowdown (e.g. regex backtracking).
-    assert rate > 1000, rate
-
-
 # ---------------------------------------------------------------------------------------------
 # Command line.
 
 def _run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "dermjax.notes.verify", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=60)
+    # -W error turns the RuntimeWarning runpy gives for a package that pre-imports the module
+    # into a failure.
+    command = [sys.executable, "-W", "error::RuntimeWarning", "-m", "dermjax.notes.verify", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def test_cli_round_trip(tmp_path):

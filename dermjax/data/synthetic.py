@@ -504,10 +504,11 @@ class _Canvas:
             out.append(w.polyline(widths, 0.3))
             if level == depth:
                 break
-            parent = np.repeat(np.arange(len(starts)), rng.integers(1, 4, len(starts)))
-            at = (rng.uniform(0.25, 1.0, len(parent)) * (w.n[parent] - 1)).astype(np.int64)
+            parent = np.repeat(np.arange(len(starts)), 1 + (rng.random(len(starts)) * 3).astype(np.int64))
+            u = rng.random((3, len(parent)))
+            at = ((0.25 + 0.75 * u[0]) * (w.n[parent] - 1)).astype(np.int64)
             starts = w.pts[parent, at]
-            heads = w.ang[parent, at] + rng.choice((-1.0, 1.0), len(parent)) * rng.uniform(0.45, 1.1, len(parent))
+            heads = w.ang[parent, at] + np.where(u[1] < 0.5, -1.0, 1.0) * (0.45 + 0.65 * u[2])
             lengths = lengths[parent] * rng.uniform(0.45, 0.7, len(parent))
             widths = widths[parent] * 0.62
         return out
@@ -651,8 +652,8 @@ def _nevus(c: _Canvas, variant: str):
     if variant == "blue nevus":
         c.shape(rng.uniform(1.0, 1.25), rng.uniform(0.005, 0.03, 4) / np.arange(1, 5), rng.uniform(0.1, 0.25))
         m = c.mask
-        c.paint(0.9 * m * (0.9 + 0.1 * c.noise(0.5)), c.col((92, 108, 142), 8), "blue-gray")
-        c.paint(0.5 * _smooth01((0.7 - c.d) * 2) * m, c.col((62, 72, 104), 6), "blue-gray")
+        c.paint(0.9 * m * (0.9 + 0.1 * c.noise(0.5)), c.col((96, 106, 128), 8), "blue-gray")
+        c.paint(0.5 * _smooth01((0.7 - c.d) * 2) * m, c.col((66, 74, 96), 6), "blue-gray")
         f.update(pigmentation="regular", elevation=_pick(rng, {"flat": .4, "palpable": .6}))
         return
     dysplastic = variant == "dysplastic nevus"
@@ -960,7 +961,7 @@ def _block_plan(seed: int, block: int):
     plan = []
     slot = 0
     while slot < BLOCK:
-        size = min(int(rng.choice((1, 2, 3), p=(0.78, 0.15, 0.07))), BLOCK - slot)
+        size = min(_pick(rng, {1: 0.78, 2: 0.15, 3: 0.07}), BLOCK - slot)
         same_lesion = size > 1 and rng.random() < 0.4
         plan += [(slot, slot if same_lesion else slot + k) for k in range(size)]
         slot += size
@@ -972,7 +973,7 @@ def _patient(seed: int, first: int, group: str) -> dict:
     mean, sd, lo = _AGE[group]
     age = int(np.clip(round(rng.normal(mean, sd)), lo, 95))
     sex = "male" if rng.random() < _MALE[group] else "female"
-    fitz = int(rng.choice(6, p=_FITZ[group])) + 1
+    fitz = int(_pick(rng, dict(enumerate(_FITZ[group], 1))))
     return {
         "patient_id": f"synth_s{seed}_p{first:06d}",
         "age": None if rng.random() < 0.10 else age,
@@ -996,6 +997,7 @@ def _lesion(seed: int, lesion_index: int, group: str, fitz: int, image_size: int
     painted = rgba[3] > 1e-3
     reach = float(np.sqrt((c.x[painted] ** 2 + c.y[painted] ** 2).max())) + 2 / c.px if painted.any() else 0.0
     f = c.findings
+    nodular = f.get("elevation") == "nodular"  # before the record may drop elevation as unknown
     if group in ("melanoma", "melanocytic nevus", "dermatofibroma", "seborrheic keratosis") or meta.random() < 0.5:
         f["asymmetry"] = c.asymmetry()
     for name, (p_listed, p_present) in _SYMPTOMS[group].items():
@@ -1005,7 +1007,8 @@ def _lesion(seed: int, lesion_index: int, group: str, fitz: int, image_size: int
     for name in list(f):
         if meta.random() < (0.3 if name == "elevation" else 0.15 if name == "asymmetry" else 0.06):
             del f[name]
-    f["colors"] = c.colors
+    if c.colors:  # an empty list would claim "no colour"; say nothing instead
+        f["colors"] = c.colors
     return {
         "lesion_id": f"synth_s{seed}_l{lesion_index:06d}",
         "diagnosis": variant,
@@ -1017,6 +1020,7 @@ def _lesion(seed: int, lesion_index: int, group: str, fitz: int, image_size: int
         "rgba": rgba,
         "extent": c.EXTENT,
         "reach": reach,
+        "nodular": nodular,
     }
 
 
@@ -1087,7 +1091,7 @@ def _compose(rng, lesion: dict, fitz: int, site: str, sex, size: int) -> np.ndar
         sub += s[:3]
 
     # Nodular lesions catch the light; a faint broad highlight suggests the relief.
-    if lesion["findings"].get("elevation") == "nodular":
+    if lesion["nodular"]:
         hx, hy = cx + rng.normal(0, 0.3) * radius, cy + rng.normal(0, 0.3) * radius
         hl = np.exp(((X - np.float32(hx)) ** 2 + (Y - np.float32(hy)) ** 2) * np.float32(-1 / (2 * (0.25 * radius) ** 2)))
         img += 20 * hl

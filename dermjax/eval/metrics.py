@@ -188,7 +188,8 @@ def _class_retrieval_chunk(q_all, ql_all, qv_all, start, gallery, g_labels, g_va
     # a stable sort) and the relevance bit are packed into one uint64. Padding gets the largest
     # similarity key, above every finite or infinite similarity, so it sorts last.
     u64 = jnp.uint64
-    sim_key = jnp.where(g_valid[None, :], _descending_key(sims), jnp.uint32(0xFFFFFFFF))
+    padding_key = jnp.uint32(0xFFFFFFFF)
+    sim_key = jnp.where(g_valid[None, :], _descending_key(sims), padding_key)
     index = jnp.arange(n_gallery, dtype=u64)
     packed = (sim_key.astype(u64) << 32) | (index[None, :] << 1) | relevant.astype(u64)
     packed = jax.lax.sort(packed, dimension=1)
@@ -203,8 +204,12 @@ def _class_retrieval_chunk(q_all, ql_all, qv_all, start, gallery, g_labels, g_va
     position = jnp.arange(n_gallery, dtype=jnp.int32)
     tied_with_next = sim_key[:, 1:] == sim_key[:, :-1]
 
+    def precision_sum(hits_at_end, rank_at_end):
+        precision = hits_at_end.astype(jnp.float32) / rank_at_end.astype(jnp.float32)
+        return jnp.sum(jnp.where(rel > 0, precision, 0.0), axis=1)
+
     def untied(_):
-        return hits, position[None, :] + 1
+        return precision_sum(hits, position[None, :] + 1)
 
     def tied(_):
         block_end = jnp.concatenate([~tied_with_next, jnp.ones((chunk, 1), bool)], axis=1)
@@ -214,11 +219,10 @@ def _class_retrieval_chunk(q_all, ql_all, qv_all, start, gallery, g_labels, g_va
         pair = (position[None, :].astype(jnp.int64) << 32) | hits.astype(jnp.int64)
         pair = jnp.where(block_end, pair, jnp.iinfo(jnp.int64).max)
         pair = jax.lax.cummin(pair, axis=1, reverse=True)
-        return (pair & 0xFFFFFFFF).astype(jnp.int32), (pair >> 32).astype(jnp.int32) + 1
+        return precision_sum(pair & 0xFFFFFFFF, (pair >> 32) + 1)
 
-    end_hits, end_rank = jax.lax.cond(jnp.any(tied_with_next), tied, untied, None)
-    precision = end_hits.astype(jnp.float32) / end_rank.astype(jnp.float32)
-    ap = jnp.sum(jnp.where(rel > 0, precision, 0.0), axis=1) / jnp.maximum(n_relevant, 1).astype(jnp.float32)
+    any_tie = jnp.any(tied_with_next & (sim_key[:, 1:] != padding_key))
+    ap = jax.lax.cond(any_tie, tied, untied, None) / jnp.maximum(n_relevant, 1).astype(jnp.float32)
 
     scored = q_valid & (n_relevant > 0)
     hits_at_k = jnp.stack([hits[:, min(k, n_gallery) - 1] for k in ks], axis=0)

@@ -21,7 +21,7 @@ class TextTransformer(nnx.Module):
     def __call__(self, tokens):
         """tokens: int [b, L], 0 = padding -> features [b, width]."""
         mask = tokens != 0
-        x = self.tokens(tokens) + self.pos.value[: tokens.shape[1]].astype(self.tokens.dtype)
+        x = self.tokens(tokens) + self.pos[: tokens.shape[1]].astype(self.tokens.dtype)
         x = self.encoder(x, mask)
         m = mask[..., None].astype(x.dtype)
         return (x * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1.0)

@@ -26,6 +26,6 @@ class ViT(nnx.Module):
         b, h, w, c = x.shape
         p = self.patch
         x = x.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, -1, p * p * c)
-        x = self.embed(x.astype(self.embed.dtype)) + self.pos.value.astype(self.embed.dtype)
+        x = self.embed(x.astype(self.embed.dtype)) + self.pos[...].astype(self.embed.dtype)
         # Mean-pooled tokens instead of a CLS token: as accurate at this scale, and simpler.
         return self.encoder(x).mean(axis=1)

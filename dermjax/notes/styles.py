@@ -195,7 +195,7 @@ def _findings_sentences(findings: dict, rng: random.Random) -> list:
     if absent:
         form = rng.randrange(3)
         if form == 0:
-            out.append("There is " + _join(["no " + a for a in absent]) + ".")
+            out.append("N" + _join(["no " + a for a in absent])[1:] + ".")
         elif form == 1:
             items = absent[0] if len(absent) == 1 else ", ".join(absent[:-1]) + " or " + absent[-1]
             out.append(f"No {items} {'is' if len(absent) == 1 else 'are'} seen.")
@@ -279,7 +279,8 @@ def report_note(record: dict, seed: int) -> str:
     na = "not assessed"
     mod = {"dermoscopic": "dermoscopic", "clinical": "clinical photograph"}.get(k["modality"], na)
     age = na if k["age"] is None else f"{k['age']:g}" + rng.choice((" years", ""))
-    fitz = na if k["fitzpatrick"] is None else rng.choice((_ROMAN, {i: str(i) for i in _ROMAN}))[k["fitzpatrick"]]
+    f = k["fitzpatrick"]
+    fitz = na if f is None else rng.choice((_ROMAN[f], str(f)))
     dx = k["diagnosis"] or k["diagnosis_group"]
     if dx and k["diagnosis"] and k["diagnosis_group"] not in (None, "other", k["diagnosis"].strip().lower()):
         dx += f" ({k['diagnosis_group']})"

@@ -141,11 +141,10 @@ _CUES = {
     # Comparisons, prognosis and history name diagnoses that are not this lesion's ("may progress
     # to SCC", "unlike melanoma"); they drop diagnosis and malignancy mentions only, since
     # "a history of bleeding" still describes the lesion.
-    "aside": ("progress to", "progresses to",
-              "progressing to", "progression to", "progress into", "develop into", "evolve into",
-              "evolving into", "turn into", "transform into", "risk of", "may become", "unlike",
-              "mistaken for", "confused with", "differential", "differential diagnosis",
-              "differential diagnoses", "differential diagnosis includes",
+    "aside": ("progress to", "progresses to", "progressing to", "progression to", "progress into",
+              "develop into", "evolve into", "evolving into", "turn into", "transform into",
+              "risk of", "may become", "unlike", "mistaken for", "confused with", "differential",
+              "differential diagnosis", "differential diagnoses", "differential diagnosis includes",
               "differential diagnoses include", "differential includes", "distinguish from",
               "distinguished from", "mimic", "mimics", "mimicking", "resemble", "resembles",
               "resembling", "simulating", "history of", "versus", "vs", "compared with",

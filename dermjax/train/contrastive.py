@@ -35,14 +35,14 @@ def make_train_step(graphdef, loss_kind: str, state_shardings, batch_sharding):
 
         def loss_fn(model):
             img, txt = model(batch["image"], batch["tokens"])
-            return contrastive_loss(loss_kind, img, txt, model.logit_scale.value, model.logit_bias.value)
+            return contrastive_loss(loss_kind, img, txt, model.logit_scale[...], model.logit_bias[...])
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         opt.update(model, grads)
         # CLIP's clamp: an unbounded temperature makes late training unstable.
-        model.logit_scale.value = jnp.clip(model.logit_scale.value, 0.0, MAX_LOGIT_SCALE)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
-                   "temperature": jnp.exp(model.logit_scale.value)}
+        model.logit_scale[...] = jnp.clip(model.logit_scale[...], 0.0, MAX_LOGIT_SCALE)
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+                   "temperature": jnp.exp(model.logit_scale[...])}
         return nnx.state((model, opt)), metrics
 
     return jax.jit(step, donate_argnums=0, in_shardings=(state_shardings, batch_sharding),

@@ -1236,7 +1236,7 @@ def write_dataset(out_dir: str, n: int, seed: int = 0, image_size: int = 96, wor
     meta = _complete(out_dir, settings)
     if meta is not None:
         print(f"synthetic: reusing the complete set in {out_dir} (n={n}, seed={seed}, size={image_size})")
-        return {**meta["summary"], "reused": True}
+        return {**meta["summary"], "out_dir": out_dir, "reused": True}
 
     images_dir = os.path.join(out_dir, "images")
     os.makedirs(images_dir, exist_ok=True)

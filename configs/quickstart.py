@@ -30,12 +30,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.name = "two_towers"
     c.model.dtype = "float32"  # "bfloat16" on accelerators (params stay float32)
     c.model.embed_dim = 128
-    c.model.image = dict(size=64, patch=8, width=128, depth=4, heads=4, mlp_dim=512)
-    c.model.text = dict(max_len=64, width=128, depth=2, heads=4, mlp_dim=512)
+    c.model.image = dict(size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512)
+    c.model.text = dict(max_len=48, width=128, depth=2, heads=4, mlp_dim=512)
 
     c.optimizer = dict(lr=1e-3, warmup_steps=50, end_lr_fraction=0.02, weight_decay=0.05,
                        grad_clip=1.0, b1=0.9, b2=0.98)
-    c.total_steps = 600
+    c.total_steps = 400
     c.log_every = 10
     c.ckpt_every = 200
     c.keep_checkpoints = 2

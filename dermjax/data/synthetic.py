@@ -237,14 +237,29 @@ def _splat(h: int, w: int, pts: np.ndarray, wts: np.ndarray) -> np.ndarray:
 
 class _Walks:
     """Many wandering polylines drawn at once, each sampled every `step` pixels (dense enough to
-    splat without gaps): points (K, N, 2) padded to the longest, angles (K, N), lengths n (K,)."""
+    splat without gaps): points (K, N, 2) padded to the longest, angles (K, N), lengths n (K,).
 
-    def __init__(self, rng, starts, headings, lengths_px, curl: float, step: float = 0.5):
+    The heading wanders by `curl` radians (sd) per reference pixel of length, drawn at fixed
+    control points and interpolated: the random draws, and so the drawing, do not depend on the
+    canvas resolution (`ref_px` canvas pixels per reference pixel)."""
+
+    CONTROLS = 24
+
+    def __init__(self, rng, starts, headings, lengths_px, curl: float, ref_px: float, step: float = 0.5):
         starts = np.asarray(starts, np.float64).reshape(-1, 2)
-        self.n = np.maximum(4, (np.asarray(lengths_px, np.float64) / step).astype(np.int64))
+        lengths_px = np.asarray(lengths_px, np.float64)
+        self.n = np.maximum(4, (lengths_px / step).astype(np.int64))
         n_max = int(self.n.max())
-        self.ang = (np.asarray(headings, np.float64)[:, None] + np.cumsum(
-            rng.normal(0.0, curl, (len(starts), n_max)), 1)).astype(np.float32)
+        k = self.CONTROLS
+        sd = curl * np.sqrt(lengths_px / ref_px / (k - 1))[:, None]  # per control interval
+        turns = np.concatenate([np.zeros((len(starts), 1)),
+                                np.cumsum(rng.normal(0.0, 1.0, (len(starts), k - 1)) * sd, 1)], 1)
+        pos = np.minimum(np.arange(n_max)[None, :] / (self.n[:, None] - 1.0), 1.0) * (k - 1)
+        i0 = np.minimum(pos.astype(np.int64), k - 2)
+        frac = pos - i0
+        rows = np.arange(len(starts))[:, None]
+        wander = turns[rows, i0] * (1 - frac) + turns[rows, i0 + 1] * frac
+        self.ang = (np.asarray(headings, np.float64)[:, None] + wander).astype(np.float32)
         steps = np.stack([np.cos(self.ang), np.sin(self.ang)], -1) * step
         self.pts = starts[:, None, :] + np.cumsum(steps, 1)
         self.valid = np.arange(n_max)[None, :] < self.n[:, None]
@@ -358,14 +373,15 @@ class _Canvas:
             through *= 1.0 - a
         colors = np.stack([c for _, c, _ in self.layers])
         rgb = (colors.T @ w).reshape(3, self.n, self.n)  # channel-first: see _compose
-        cover = np.count_nonzero(w > 0.3, axis=1)
+        # Coverage in reference pixels, so a finding does not hinge on the canvas resolution.
+        cover = np.count_nonzero(w > 0.3, axis=1) / (self.px * self.ref(1)) ** 2
         seen: dict[str, int] = {}
         for k, (_, _, word) in enumerate(self.layers):
             if word is not None:
-                seen[word] = seen.get(word, 0) + int(cover[k])
+                seen[word] = seen.get(word, 0) + float(cover[k])
         self.colors = [wd for wd in ontology.FINDINGS["colors"] if seen.get(wd, 0) >= 4]
         for name, layers, value, minimum, extra in self.claims:
-            total = int(sum(cover[k] for k in layers))
+            total = float(sum(cover[k] for k in layers))
             if total >= minimum:
                 self.findings[name] = value
                 for k2, v2 in (extra or {}).items():
@@ -500,7 +516,7 @@ class _Canvas:
         widths = np.full(count, width)
         out = []
         for level in range(depth + 1):
-            w = _Walks(rng, starts, heads, lengths, 0.06)
+            w = _Walks(rng, starts, heads, lengths, 0.08, self.px * self.ref(1))
             out.append(w.polyline(widths, 0.3))
             if level == depth:
                 break
@@ -520,7 +536,8 @@ class _Canvas:
         b = self.border_at(psis)
         starts = self.to_px(np.stack([np.cos(psis), np.sin(psis)], -1) * (b * 0.82)[:, None])
         lengths = np.minimum(lengths, self.EXTENT - 0.08 - b)  # tips stay on the canvas
-        w = _Walks(rng, starts, psis + rng.normal(0, 0.08, len(psis)), (b * 0.18 + lengths) * self.px, 0.025)
+        w = _Walks(rng, starts, psis + rng.normal(0, 0.08, len(psis)), (b * 0.18 + lengths) * self.px, 0.035,
+                   self.px * self.ref(1))
         out = [w.polyline(width, 0.55)]
         if bulb:
             tips = w.pts[np.arange(len(psis)), w.n - 1]
@@ -533,7 +550,7 @@ class _Canvas:
         a = rng.uniform(0, 2 * np.pi, count)
         starts = self.to_px(np.stack([np.cos(a), np.sin(a)], -1) * rng.uniform(0, spread, (count, 1)))
         w = _Walks(rng, starts, rng.uniform(0, 2 * np.pi, count),
-                   np.full(count, self.ref(length_ref) * self.px), curl)
+                   np.full(count, self.ref(length_ref) * self.px), curl * 1.35, self.px * self.ref(1))
         return [w.polyline(width)]
 
     def hairpins(self, where_d: tuple, count: int) -> list:
@@ -660,11 +677,14 @@ def _nevus(c: _Canvas, variant: str):
     amps = rng.uniform(0.02, 0.06, 4) if dysplastic else rng.uniform(0.004, 0.03, 4)
     c.shape(rng.uniform(1.0, 1.3), amps / np.sqrt(np.arange(1, 5)), rng.uniform(0.12, 0.3), fine=0.01)
     m = c.mask
-    pattern = {
-        "junctional nevus": "reticular", "dermal nevus": "homogeneous",
-        "compound nevus": _pick(rng, {"globular": .5, "reticular-globular": .5}),
-        "congenital nevus": _pick(rng, {"globular": .5, "reticular-globular": .5}),
-    }.get(variant) or _pick(rng, {"reticular": .45, "globular": .2, "homogeneous": .2, "reticular-globular": .15})
+    if variant == "junctional nevus":
+        pattern = "reticular"
+    elif variant == "dermal nevus":
+        pattern = "homogeneous"
+    elif variant in ("compound nevus", "congenital nevus"):
+        pattern = _pick(rng, {"globular": .5, "reticular-globular": .5})
+    else:
+        pattern = _pick(rng, {"reticular": .45, "globular": .2, "homogeneous": .2, "reticular-globular": .15})
     dermal = variant == "dermal nevus"
     if dermal:
         base, word = c.col((196, 146, 122), 8), "light brown"
@@ -1044,8 +1064,9 @@ def _hair_count(rng, site: str, sex) -> int:
 def _compose(rng, lesion: dict, fitz: int, site: str, sex, size: int) -> np.ndarray:
     """Skin, the lesion canvas under a random similarity transform, hair, light and optics."""
     X, Y, r2, r = _image_geometry(size)
+    # Relative jitter per channel: an absolute one turns dark skin olive or purple.
     tone = np.asarray(_SKIN[fitz], np.float32) * np.float32(rng.uniform(0.94, 1.05))
-    tone += np.clip(rng.normal(0, 4, 3), -7, 7).astype(np.float32)
+    tone *= (1.0 + np.clip(rng.normal(0, 0.025, 3), -0.05, 0.05)).astype(np.float32)
     shade = 1.0 + 0.035 * _noise(rng, size, rng.uniform(2.5, 5))
     if rng.random() < 0.6:  # skin furrows: level lines of a smooth field
         fur = np.exp(-(np.sin(np.float32(np.pi * 4.0) * _noise(rng, size, 4.0)) * 8.0) ** 2)
@@ -1093,7 +1114,8 @@ def _compose(rng, lesion: dict, fitz: int, site: str, sex, size: int) -> np.ndar
     # Nodular lesions catch the light; a faint broad highlight suggests the relief.
     if lesion["nodular"]:
         hx, hy = cx + rng.normal(0, 0.3) * radius, cy + rng.normal(0, 0.3) * radius
-        hl = np.exp(((X - np.float32(hx)) ** 2 + (Y - np.float32(hy)) ** 2) * np.float32(-1 / (2 * (0.25 * radius) ** 2)))
+        spread = np.float32(-1 / (2 * (0.25 * radius) ** 2))
+        hl = np.exp(((X - np.float32(hx)) ** 2 + (Y - np.float32(hy)) ** 2) * spread)
         img += 20 * hl
 
     hairs = _hair_count(rng, site, sex)
@@ -1101,7 +1123,8 @@ def _compose(rng, lesion: dict, fitz: int, site: str, sex, size: int) -> np.ndar
         # Quadratic Bezier curves, sampled at least once per pixel even for the longest hair.
         p0 = rng.uniform(-1.3, 1.3, (hairs, 1, 2))
         direction = rng.uniform(0, 2 * np.pi, hairs)
-        p2 = p0 + (rng.uniform(0.4, 1.6, hairs)[:, None] * np.stack([np.cos(direction), np.sin(direction)], -1))[:, None]
+        span = rng.uniform(0.4, 1.6, hairs)[:, None] * np.stack([np.cos(direction), np.sin(direction)], -1)
+        p2 = p0 + span[:, None]
         p1 = (p0 + p2) / 2 + rng.normal(0, 0.2, (hairs, 1, 2))
         t = _unit_steps(size)[None, :, None]
         curve = ((1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t * t * p2 + 1) * (size / 2)

@@ -32,8 +32,8 @@ _AUC_SPLIT_BITS = 12
 
 
 def _canonical_zero(x: jax.Array) -> jax.Array:
-    # lax.sort and jnp.searchsorted order -0.0 before +0.0; without this, equal similarities or
-    # scores of opposite-signed zero would be ranked as distinct values instead of a tie.
+    # Sort keys here are built from bit patterns, where -0.0 and +0.0 differ; without this, equal
+    # scores or similarities of opposite-signed zero would rank as distinct values, not a tie.
     return jnp.where(x == 0, jnp.zeros_like(x), x)
 
 
@@ -108,9 +108,8 @@ def _classification_core(scores, labels, valid, num_classes: int):
     seen = f1_denominator > 0
     macro_f1 = jnp.sum(jnp.where(seen, f1, 0.0)) / jnp.sum(seen)
 
-    columns = scores.T[:num_classes]
     high, low, n_pos, n_neg = jax.vmap(_one_vs_rest_auc_terms, in_axes=(0, None, None, 0))(
-        columns, labels, valid, jnp.arange(columns.shape[0], dtype=jnp.int32)
+        scores.T, labels, valid, jnp.arange(num_classes, dtype=jnp.int32)
     )
     scored = (n_pos > 0) & (n_neg > 0)
     wins = high.astype(f32) * float(1 << _AUC_SPLIT_BITS) + low.astype(f32)
@@ -341,20 +340,15 @@ def retrieval_metrics(
             totals = part if totals is None else jax.tree.map(jnp.add, totals, part)
         totals = jax.device_get(totals)
 
-    scored = 0 if totals is None else int(totals["n"])
-
-    def ratio(num) -> float:
-        return float(num) / scored if scored else float("nan")
-
-    result: dict = {"num_queries": scored}
     if pairs:
-        for i, k in enumerate(ks):
-            result[f"r_at_{k}"] = ratio(totals["any_at_k"][i]) if scored else float("nan")
-        result["mrr"] = ratio(totals["rr"]) if scored else float("nan")
+        names = [f"r_at_{k}" for k in ks] + ["mrr"]
     else:
-        for i, k in enumerate(ks):
-            result[f"p_at_{k}"] = ratio(totals["hits_at_k"][i] / k) if scored else float("nan")
-        for i, k in enumerate(ks):
-            result[f"recall_at_{k}"] = ratio(totals["any_at_k"][i]) if scored else float("nan")
-        result["map"] = ratio(totals["ap"]) if scored else float("nan")
-    return result
+        names = [f"p_at_{k}" for k in ks] + [f"recall_at_{k}" for k in ks] + ["map"]
+    scored = 0 if totals is None else int(totals["n"])
+    if scored == 0:
+        return {"num_queries": 0, **{name: float("nan") for name in names}}
+    if pairs:
+        sums = [*totals["any_at_k"], totals["rr"]]
+    else:
+        sums = [*(h / k for h, k in zip(totals["hits_at_k"], ks)), *totals["any_at_k"], totals["ap"]]
+    return {"num_queries": scored, **{name: float(v) / scored for name, v in zip(names, sums)}}

@@ -1,0 +1,291 @@
+"""Evaluation metrics against scikit-learn and a direct numpy reference."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from dermjax.eval.metrics import classification_metrics, retrieval_metrics
+
+SCALAR_KEYS = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1", "macro_auroc")
+
+
+def _tied_scores(rng, n, c):
+    # A coarse grid makes equal scores common, both within a row (argmax ties) and within a
+    # column (AUROC ties).
+    return (rng.integers(-4, 5, size=(n, c)) * 0.25).astype(np.float32)
+
+
+def _labels_with_missing_classes(rng, n, c):
+    present = rng.choice(c, size=max(2, c - max(1, c // 3)), replace=False)
+    return rng.choice(present, size=n).astype(np.int32)
+
+
+def _sklearn_classification(scores, labels, c):
+    pred = scores.argmax(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true"
+        ref = {
+            "accuracy": skm.accuracy_score(labels, pred),
+            "balanced_accuracy": skm.balanced_accuracy_score(labels, pred),
+            "weighted_f1": skm.f1_score(labels, pred, average="weighted", zero_division=0),
+            "macro_f1": skm.f1_score(labels, pred, average="macro", zero_division=0),
+        }
+    aucs = [
+        skm.roc_auc_score(labels == k, scores[:, k])
+        for k in range(c)
+        if 0 < np.sum(labels == k) < len(labels)
+    ]
+    ref["macro_auroc"] = float(np.mean(aucs))
+    ref["confusion"] = skm.confusion_matrix(labels, pred, labels=np.arange(c)).tolist()
+    return ref
+
+
+@pytest.mark.parametrize("n,c,seed", [(101, 2, 0), (1000, 7, 1), (613, 100, 2), (2003, 13, 3)])
+def test_classification_matches_sklearn(n, c, seed):
+    rng = np.random.default_rng(seed)
+    scores = _tied_scores(rng, n, c)
+    labels = _labels_with_missing_classes(rng, n, c)
+    got = classification_metrics(scores, labels)
+    ref = _sklearn_classification(scores, labels, c)
+    for key in SCALAR_KEYS:
+        assert got[key] == pytest.approx(ref[key], abs=1e-6), key
+    assert got["confusion"] == ref["confusion"]
+    assert got["n"] == n
+
+
+def test_classification_continuous_scores_match_sklearn():
+    rng = np.random.default_rng(4)
+    n, c = 1500, 9
+    scores = rng.normal(size=(n, c)).astype(np.float32)
+    labels = rng.integers(0, c, size=n).astype(np.int32)
+    scores[np.arange(n), labels] += 0.7
+    got = classification_metrics(scores, labels, num_classes=c)
+    ref = _sklearn_classification(scores, labels, c)
+    for key in SCALAR_KEYS:
+        assert got[key] == pytest.approx(ref[key], abs=1e-6), key
+
+
+def test_classification_ignores_padding_rows_exactly():
+    rng = np.random.default_rng(5)
+    n, c = 777, 11
+    scores = _tied_scores(rng, n, c)
+    labels = _labels_with_missing_classes(rng, n, c)
+    clean = classification_metrics(scores, labels)
+
+    pad = 250
+    garbage = rng.normal(size=(pad, c)).astype(np.float32) * 100
+    garbage[::3, 0] = np.nan
+    garbage[1::3, 1] = np.inf
+    garbage[2::3, 2] = -np.inf
+    bad_labels = rng.choice([-1, c, 10**6, 0, 3], size=pad).astype(np.int32)
+    # Padding interleaved at random positions, not just at the end.
+    order = rng.permutation(n + pad)
+    padded_scores = np.concatenate([scores, garbage])[order]
+    padded_labels = np.concatenate([labels, bad_labels])[order]
+    valid = np.concatenate([np.ones(n, bool), np.zeros(pad, bool)])[order]
+
+    padded = classification_metrics(padded_scores, padded_labels, valid=valid)
+    assert padded == clean
+
+
+def test_auroc_edge_cases():
+    labels = np.array([0, 0, 1, 1, 1], np.int32)
+    separated = np.stack([-np.arange(5.0), np.arange(5.0)], axis=1).astype(np.float32)
+    assert classification_metrics(separated, labels)["macro_auroc"] == 1.0
+    assert classification_metrics(-separated, labels)["macro_auroc"] == 0.0
+    # All scores tied: every positive/negative pair counts one half. -0.0 and +0.0 are one value.
+    tied = np.zeros((5, 2), np.float32)
+    tied[::2] = -0.0
+    assert classification_metrics(tied, labels)["macro_auroc"] == 0.5
+    # Only one class present: no class has both positives and negatives.
+    assert math.isnan(classification_metrics(separated, np.zeros(5, np.int32))["macro_auroc"])
+
+
+def test_classification_rejects_bad_input():
+    scores = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match="outside"):
+        classification_metrics(scores, np.array([0, 1, 3, 2]))
+    # ... but not when the offending row is padding.
+    out = classification_metrics(scores, np.array([0, 1, 3, 2]), valid=np.array([1, 1, 0, 1], bool))
+    assert out["n"] == 3
+    with pytest.raises(ValueError, match="num_classes"):
+        classification_metrics(scores, np.array([0, 1, 2, 2]), num_classes=4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Retrieval
+
+
+def _exact_grid_embeddings(rng, n, d, levels):
+    # Dyadic values with small numerators: every dot product is exact in float32 whatever the
+    # summation order, so XLA and numpy produce identical similarities (and identical ties).
+    return (rng.integers(-levels, levels + 1, size=(n, d)) / 1024.0).astype(np.float32)
+
+
+def _reference_class_retrieval(q, g, ql, gl, ks, q_valid, g_valid):
+    q_valid = np.ones(len(q), bool) if q_valid is None else q_valid
+    g_valid = np.ones(len(g), bool) if g_valid is None else g_valid
+    g_idx = np.flatnonzero(g_valid)
+    p_at = {k: [] for k in ks}
+    any_at = {k: [] for k in ks}
+    aps, sk_aps = [], []
+    for i in np.flatnonzero(q_valid):
+        sims = g[g_idx] @ q[i]
+        rel = gl[g_idx] == ql[i]
+        if not rel.any():
+            continue
+        order = np.argsort(-sims, kind="stable")
+        ranked = rel[order]
+        for k in ks:
+            p_at[k].append(ranked[:k].sum() / k)
+            any_at[k].append(ranked[:k].any())
+        # Tie-aware AP: each relevant item scores the precision over everything at least as
+        # similar as itself.
+        ap = np.mean([(rel & (sims >= s)).sum() / (sims >= s).sum() for s in sims[rel]])
+        aps.append(ap)
+        sk_aps.append(skm.average_precision_score(rel, sims))
+    ref = {"num_queries": len(aps), "map": float(np.mean(aps))}
+    for k in ks:
+        ref[f"p_at_{k}"] = float(np.mean(p_at[k]))
+        ref[f"recall_at_{k}"] = float(np.mean(any_at[k]))
+    return ref, float(np.mean(sk_aps))
+
+
+def _reference_pair_retrieval(q, g, ks, q_valid, g_valid):
+    q_valid = np.ones(len(q), bool) if q_valid is None else q_valid
+    g_valid = np.ones(len(g), bool) if g_valid is None else g_valid
+    ranks = []
+    for i in np.flatnonzero(q_valid & g_valid):
+        sims = g @ q[i]
+        ahead = (sims > sims[i]) | ((sims == sims[i]) & (np.arange(len(g)) < i))
+        ranks.append(1 + np.sum(ahead & g_valid))
+    ranks = np.array(ranks)
+    ref = {"num_queries": len(ranks), "mrr": float(np.mean(1.0 / ranks))}
+    for k in ks:
+        ref[f"r_at_{k}"] = float(np.mean(ranks <= k))
+    return ref
+
+
+def _assert_close(got, ref, tol=1e-6):
+    assert got.keys() == ref.keys()
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, abs=tol), key
+
+
+@pytest.mark.parametrize("levels", [2, 1000], ids=["many_ties", "few_ties"])
+def test_class_retrieval_matches_reference(levels):
+    rng = np.random.default_rng(10 + levels)
+    nq, ng, d, c = 173, 311, 12, 9
+    q = _exact_grid_embeddings(rng, nq, d, levels)
+    g = _exact_grid_embeddings(rng, ng, d, levels)
+    ql = rng.integers(0, c, size=nq).astype(np.int32)
+    # Class 8 never appears in the gallery: its queries have nothing relevant and drop out.
+    gl = rng.integers(0, c - 1, size=ng).astype(np.int32)
+    ks = (1, 5, 10)
+    got = retrieval_metrics(q, g, ql, gl, ks=ks, chunk_size=64)
+    ref, sk_map = _reference_class_retrieval(q, g, ql, gl, ks, None, None)
+    assert ref["num_queries"] < nq
+    _assert_close(got, ref)
+    assert got["map"] == pytest.approx(sk_map, abs=1e-6)
+
+
+def test_class_retrieval_normalized_embeddings_match_sklearn_map():
+    rng = np.random.default_rng(20)
+    nq, ng, d, c = 150, 400, 32, 6
+    q = rng.normal(size=(nq, d)).astype(np.float32)
+    g = rng.normal(size=(ng, d)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    ql = rng.integers(0, c, size=nq)
+    gl = rng.integers(0, c, size=ng)
+    got = retrieval_metrics(q, g, ql, gl, chunk_size=32)
+    _, sk_map = _reference_class_retrieval(q, g, ql, gl, (1,), None, None)
+    assert got["map"] == pytest.approx(sk_map, abs=1e-5)
+    assert got["num_queries"] == nq
+
+
+def test_retrieval_chunking_does_not_change_results():
+    rng = np.random.default_rng(30)
+    nq, ng, d, c = 203, 150, 8, 5
+    q = _exact_grid_embeddings(rng, nq, d, 3)
+    g = _exact_grid_embeddings(rng, ng, d, 3)
+    ql = rng.integers(0, c, size=nq)
+    gl = rng.integers(0, c, size=ng)
+    whole = retrieval_metrics(q, g, ql, gl, chunk_size=nq)
+    for chunk_size in (1, 7, 64, 4096):
+        _assert_close(retrieval_metrics(q, g, ql, gl, chunk_size=chunk_size), whole, tol=1e-6)
+    whole_pairs = retrieval_metrics(q[:ng], g, pairs=True, chunk_size=ng)
+    for chunk_size in (1, 33):
+        _assert_close(retrieval_metrics(q[:ng], g, pairs=True, chunk_size=chunk_size), whole_pairs, tol=1e-6)
+
+
+def test_retrieval_ignores_padding():
+    rng = np.random.default_rng(40)
+    nq, ng, d, c = 120, 200, 10, 4
+    q = _exact_grid_embeddings(rng, nq, d, 4)
+    g = _exact_grid_embeddings(rng, ng, d, 4)
+    ql = rng.integers(0, c, size=nq).astype(np.int32)
+    gl = rng.integers(0, c, size=ng).astype(np.int32)
+    clean = retrieval_metrics(q, g, ql, gl, chunk_size=50)
+
+    def pad(x, labels, extra):
+        junk = rng.normal(size=(extra, d)).astype(np.float32) * 50
+        junk[::4] = np.nan
+        junk[1::4] = np.inf
+        # Garbage labels that collide with real classes, so a leak would count as relevant.
+        junk_labels = rng.integers(-1, c + 1, size=extra).astype(np.int32)
+        # Real rows keep their relative order (it breaks similarity ties in top-k lists); the
+        # padding lands in random slots between them.
+        valid = rng.permutation(np.concatenate([np.ones(len(x), bool), np.zeros(extra, bool)]))
+        rows = np.empty((len(valid), d), np.float32)
+        rows[valid], rows[~valid] = x, junk
+        row_labels = np.empty(len(valid), np.int32)
+        row_labels[valid], row_labels[~valid] = labels, junk_labels
+        return rows, row_labels, valid
+
+    pq, pql, qv = pad(q, ql, 37)
+    pg, pgl, gv = pad(g, gl, 61)
+    padded = retrieval_metrics(pq, pg, pql, pgl, chunk_size=50, query_valid=qv, gallery_valid=gv)
+    _assert_close(padded, clean)
+    ref, _ = _reference_class_retrieval(pq, pg, pql, pgl, (1, 5, 10), qv, gv)
+    _assert_close(padded, ref)
+
+
+def test_pair_retrieval_matches_reference():
+    rng = np.random.default_rng(50)
+    n, d = 190, 6
+    # Coarse grid: many exact ties, so the gallery-index tie-break matters.
+    q = _exact_grid_embeddings(rng, n, d, 2)
+    g = q + _exact_grid_embeddings(rng, n, d, 1)
+    ks = (1, 5, 10)
+    _assert_close(retrieval_metrics(q, g, ks=ks, chunk_size=64, pairs=True), _reference_pair_retrieval(q, g, ks, None, None))
+
+    q_valid = rng.random(n) > 0.2
+    g_valid = rng.random(n) > 0.2
+    g_garbage = g.copy()
+    g_garbage[~g_valid] = 1e3  # would outrank everything if it leaked in
+    got = retrieval_metrics(q, g_garbage, chunk_size=64, pairs=True, query_valid=q_valid, gallery_valid=g_valid)
+    _assert_close(got, _reference_pair_retrieval(q, g, ks, q_valid, g_valid))
+
+
+def test_retrieval_small_gallery_and_empty_cases():
+    rng = np.random.default_rng(60)
+    q = _exact_grid_embeddings(rng, 9, 4, 8)
+    g = _exact_grid_embeddings(rng, 6, 4, 8)
+    ql = rng.integers(0, 2, size=9)
+    gl = np.array([0, 1, 0, 1, 1, 0])
+    ks = (1, 5, 10)  # k=10 exceeds the gallery: precision still divides by k
+    got = retrieval_metrics(q, g, ql, gl, ks=ks)
+    ref, _ = _reference_class_retrieval(q, g, ql, gl, ks, None, None)
+    _assert_close(got, ref)
+    assert got["recall_at_10"] == 1.0
+    assert got["p_at_10"] == pytest.approx(np.mean([np.sum(gl == label) / 10 for label in ql]))
+
+    none_relevant = retrieval_metrics(q, g, np.full(9, 5), gl)
+    assert none_relevant["num_queries"] == 0 and math.isnan(none_relevant["map"])
+    with pytest.raises(ValueError):
+        retrieval_metrics(q, g, pairs=True)
+    with pytest.raises(ValueError):
+        retrieval_metrics(q, g)

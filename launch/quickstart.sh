@@ -10,29 +10,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORKDIR=runs/quickstart
-SOURCE=synthetic
-DATA_ROOT=""
-N=4000
-EXTRA=()
+PREP=()
+TRAIN=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --workdir) WORKDIR="$2"; shift 2 ;;
     --workdir=*) WORKDIR="${1#*=}"; shift ;;
-    --source) SOURCE="$2"; shift 2 ;;
-    --source=*) SOURCE="${1#*=}"; shift ;;
-    --data-root) DATA_ROOT="$2"; shift 2 ;;
-    --data-root=*) DATA_ROOT="${1#*=}"; shift ;;
-    --n) N="$2"; shift 2 ;;
-    --steps) EXTRA+=("--config.total_steps=$2"); shift 2 ;;
-    --config.*) EXTRA+=("$1"); shift ;;
+    --source|--data-root|--n) PREP+=("$1" "$2"); shift 2 ;;
+    --source=*|--data-root=*|--n=*) PREP+=("${1%%=*}" "${1#*=}"); shift ;;
+    --steps) TRAIN+=("--config.total_steps=$2"); shift 2 ;;
+    --config.*) TRAIN+=("$1"); shift ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-
-if [[ -n "$DATA_ROOT" && ! -e "$DATA_ROOT" ]]; then
-  echo "error: --data-root $DATA_ROOT does not exist" >&2; exit 2
-fi
+for ((i = 0; i < ${#PREP[@]}; i += 2)); do  # fail before the install on a wrong path
+  if [[ "${PREP[i]}" == --data-root && ! -e "${PREP[i+1]}" ]]; then
+    echo "error: --data-root ${PREP[i+1]} does not exist" >&2; exit 2
+  fi
+done
 
 ./launch/setup_venv.sh
 source .venv/bin/activate
@@ -42,27 +38,12 @@ export GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 # splits each batch over them (+15% measured by bench/bench_train_step.py). No effect on GPU/TPU.
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=2"
 
-step() { echo; echo "== $* =="; }
-mkdir -p "$WORKDIR"
-if [[ "$SOURCE" == synthetic ]]; then
-  DATA_ROOT="${DATA_ROOT:-$WORKDIR/data}"
-  step "1/6 synthetic data (SYNTHETIC, procedurally generated) -> $DATA_ROOT"
-  dermjax-prep synthetic --out "$DATA_ROOT" --n "$N" --seed 0 --image-size 96
-else
-  [[ -n "$DATA_ROOT" ]] || { echo "error: --source $SOURCE needs --data-root" >&2; exit 2; }
-  step "1/6 data: $SOURCE at $DATA_ROOT"
-fi
-step "2/6 notes (synthesized and verified)"
-dermjax-prep notes --source "$SOURCE" --root "$DATA_ROOT" --out "$WORKDIR/notes.jsonl" --styles template,report
-step "3/6 ArrayRecord shards (split by patient)"
-dermjax-prep shards --source "$SOURCE" --root "$DATA_ROOT" --notes "$WORKDIR/notes.jsonl" \
-  --out "$WORKDIR/shards" --num-shards 8 --workers 2
-step "4/6 SentencePiece tokenizer"
-dermjax-prep tokenizer --shards "$WORKDIR/shards" --vocab-size 2000
-step "5/6 contrastive training"
+data_prep/prepare.sh --workdir "$WORKDIR" "${PREP[@]}"
+
+echo; echo "== 5/6 contrastive training =="
 dermjax-train --config configs/quickstart.py --workdir "$WORKDIR/train" \
-  --config.data.shards="$WORKDIR/shards" "${EXTRA[@]}"
-step "6/6 evaluation on the held-out test split"
+  --config.data.shards="$WORKDIR/shards" "${TRAIN[@]}"
+echo; echo "== 6/6 evaluation on the held-out test split =="
 dermjax-eval --workdir "$WORKDIR/train" --shards "$WORKDIR/shards" --split test --out "$WORKDIR/eval"
 echo
 echo "report: $(cd "$WORKDIR/eval" && pwd)/report.md"

@@ -2,8 +2,6 @@
 import collections
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest

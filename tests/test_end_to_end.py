@@ -74,7 +74,7 @@ def test_rerun_reuses_every_stage(pipeline_run):
 def test_manifest_benchmark_and_bad_input(pipeline_run, tmp_path):
     r = pipeline_run
     # the synthetic set doubles as a bring-your-own manifest (CONTRACT section 6)
-    out = run("dermjax.cli.evaluate", "--workdir", r["train"], "--manifest",
+    run("dermjax.cli.evaluate", "--workdir", r["train"], "--manifest",
               os.path.join(r["data"], "manifest.csv"), "--name", "byo", "--out", str(tmp_path / "ev"))
     assert json.load(open(tmp_path / "ev" / "byo.json"))["n"] == 160
     bad = tmp_path / "bad.csv"

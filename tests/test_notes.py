@@ -20,40 +20,14 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("DERMJAX_DATA_ROOT", REPO.parent / "shared" / "data"))
 HAM_CSV = DATA_ROOT / "ham10000" / "HAM10000_metadata.csv"
 
-# HAM10000 codes per CONTRACT section 2, written out here so the test does not depend on the
-# data loaders it is meant to be independent of.
-HAM_DX = {
-    "mel": ("melanoma", "melanoma"),
-    "nv": ("melanocytic nevus", "melanocytic nevus"),
-    "bcc": ("basal cell carcinoma", "basal cell carcinoma"),
-    "akiec": ("actinic keratosis", "actinic keratosis / intraepithelial carcinoma"),
-    "bkl": ("seborrheic keratosis", "benign keratosis"),
-    "df": ("dermatofibroma", "dermatofibroma"),
-    "vasc": ("vascular lesion", "vascular lesion"),
-}
-HAM_CONFIRMATION = {"histo": "histopathology", "follow_up": "follow-up",
-                    "consensus": "expert consensus", "confocal": "confocal microscopy"}
-
-
 def ham_records() -> list[dict]:
     if not HAM_CSV.is_file():
         pytest.skip(f"HAM10000 metadata not found at {HAM_CSV}; "
                     "set DERMJAX_DATA_ROOT to the shared data folder")
-    records = []
+    from dermjax.data.sources import ham10000
+
     with open(HAM_CSV, newline="") as f:
-        for row in csv.DictReader(f):
-            group, diagnosis = HAM_DX[row["dx"]]
-            site = row["localization"]
-            records.append({
-                "image_id": row["image_id"], "dataset": "ham10000", "patient_id": row["lesion_id"],
-                "modality": "dermoscopic", "diagnosis": diagnosis, "diagnosis_group": group,
-                "malignancy": O.MALIGNANCY[group],
-                "age": float(row["age"]) if row["age"] else None,
-                "sex": row["sex"] if row["sex"] in ("male", "female") else None,
-                "body_site": None if site == "unknown" else site,
-                "fitzpatrick": None, "confirmation": HAM_CONFIRMATION[row["dx_type"]], "findings": {},
-            })
-    return records
+        return [ham10000.record_from_row(row, f"{HAM_CSV}:{i}") for i, row in enumerate(csv.DictReader(f), 2)]
 
 
 DIAGNOSES = {

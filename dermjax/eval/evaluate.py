@@ -23,7 +23,7 @@ from dermjax.data import augment
 from dermjax.data.tokenizer import Tokenizer
 from dermjax.errors import DermjaxError
 from dermjax.eval import metrics
-from dermjax.eval.benchmarks import Benchmark, load_prompts
+from dermjax.eval.benchmarks import Benchmark
 from dermjax.io import atomic_path, write_json
 from dermjax.train import sharding, state as state_lib
 from dermjax.train.checkpoint import Checkpointer

@@ -44,6 +44,5 @@ echo; echo "== 5/6 contrastive training =="
 dermjax-train --config configs/quickstart.py --workdir "$WORKDIR/train" \
   --config.data.shards="$WORKDIR/shards" "${TRAIN[@]}"
 echo; echo "== 6/6 evaluation on the held-out test split =="
+# dermjax-eval ends by printing the report's path.
 dermjax-eval --workdir "$WORKDIR/train" --shards "$WORKDIR/shards" --split test --out "$WORKDIR/eval"
-echo
-echo "report: $(cd "$WORKDIR/eval" && pwd)/report.md"

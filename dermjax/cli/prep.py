@@ -21,7 +21,9 @@ def cmd_synthetic(a):
 
     summary = synthetic.write_dataset(a.out, a.n, seed=a.seed, image_size=a.image_size,
                                       workers=a.workers, progress=True)
-    print(f"synthetic: {a.n} SYNTHETIC cases in {a.out} ({summary})")
+    if not summary.get("reused"):
+        print(f"synthetic: {a.n} SYNTHETIC cases ({summary['patients']} patients, {a.image_size} px) "
+              f"in {a.out}, {summary['images_per_s']:.0f} images/s")
 
 
 def cmd_notes(a):

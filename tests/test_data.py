@@ -148,3 +148,15 @@ def test_split_fractions_validation():
     assert splits.parse_fractions("0.7,0.2,0.1") == {"train": 0.7, "val": 0.2, "test": 0.1}
     with pytest.raises(ValueError):
         splits.parse_fractions("0.5,0.5")
+
+
+def test_process_slices_reassemble_the_single_process_stream(tiny_shards):
+    out, _ = tiny_shards
+    tok = tokenizer.Tokenizer(os.path.join(out, "tokenizer.model"), 16)
+    kw = dict(tokenizer=tok, image_size=32, seed=7, workers=0)
+    whole = _batches(pipeline.make_train_iterator(out, batch_size=12, **kw), 10)
+    parts = [_batches(pipeline.make_train_iterator(out, batch_size=4, process_index=p, process_count=3, **kw), 10)
+             for p in range(3)]
+    for k in range(10):
+        for key in ("image", "tokens", "label"):
+            np.testing.assert_array_equal(whole[k][key], np.concatenate([parts[p][k][key] for p in range(3)]))

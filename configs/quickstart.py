@@ -18,6 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.seed = 0
     c.trainer = "contrastive"
     c.loss = "clip"  # or "siglip"
+    c.label_aware = False  # same-class pairs count as positives too
 
     c.data = ml_collections.ConfigDict()
     c.data.shards = "runs/quickstart/shards"

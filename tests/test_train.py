@@ -124,3 +124,54 @@ def test_loss_decreases_on_learnable_data(shard_dir, tmp_path):
     first = np.mean([r["loss"] for r in rows[:5]])
     last = np.mean([r["loss"] for r in rows[-5:]])
     assert last < first - 0.2, (first, last)
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+@pytest.mark.parametrize("label_aware", [False, True])
+def test_sharded_loss_equals_dense_values_and_gradients(kind, label_aware):
+    mesh = sharding.make_mesh({"data": 4, "fsdp": 2})
+    rng = np.random.default_rng(1)
+    img = rng.normal(size=(32, 16)).astype(np.float32)
+    txt = rng.normal(size=(32, 16)).astype(np.float32)
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    labels = jnp.asarray(rng.integers(0, 4, 32), jnp.int32)
+    bs = sharding.batch_sharding(mesh)
+    args = (jax.device_put(img, bs), jax.device_put(txt, bs))
+
+    def dense(i, t, s, b):
+        return losses.dense_contrastive_loss(kind, i, t, s, b, labels, label_aware)
+
+    def sharded(i, t, s, b):
+        return losses.sharded_contrastive_loss(kind, i, t, s, b, jax.device_put(labels, bs), mesh=mesh,
+                                               batch_axes=("data", "fsdp"), label_aware=label_aware)
+
+    want, want_g = jax.value_and_grad(dense, argnums=(0, 1, 2, 3))(img, txt, 2.0, -1.0)
+    got, got_g = jax.jit(jax.value_and_grad(sharded, argnums=(0, 1, 2, 3)))(*args, 2.0, -1.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    for g, w in zip(got_g, want_g):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-6)
+    if label_aware and kind == "clip":
+        # same-class pairs as positives lower the loss of a class-aligned batch
+        assert want < losses.dense_contrastive_loss(kind, img, txt, 2.0, -1.0, labels, False)
+
+
+def test_same_loss_on_every_mesh_shape(shard_dir):
+    """8x1x1, 4x2x1 and 2x2x2 meshes compute the same first-step loss and update."""
+    from dermjax.data import pipeline
+
+    cfg = _cfg(shard_dir)
+    tok = tokenizer.Tokenizer(cfg.data.tokenizer, cfg.model.text.max_len)
+    batch = next(pipeline.make_train_iterator(shard_dir, tokenizer=tok, image_size=cfg.model.image.size,
+                                              batch_size=cfg.data.batch_size, seed=0))
+    results = []
+    for shape in ({"data": 8}, {"data": 4, "fsdp": 2}, {"data": 2, "fsdp": 2, "tensor": 2}):
+        mesh = sharding.make_mesh(shape)
+        graphdef, state, shardings = state_lib.create_state(cfg, tok.vocab_size, mesh)
+        step = contrastive.make_train_step(graphdef, cfg.loss, shardings, sharding.batch_sharding(mesh))
+        for _ in range(2):
+            state, metrics = step(state, sharding.global_batch(batch, mesh))
+        results.append((float(metrics["loss"]), np.asarray(nnx.to_pure_dict(state[0])["image_proj"]["kernel"])))
+    for loss, kernel in results[1:]:
+        np.testing.assert_allclose(loss, results[0][0], rtol=1e-5)
+        np.testing.assert_allclose(kernel, results[0][1], rtol=1e-4, atol=1e-6)

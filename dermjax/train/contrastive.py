@@ -3,6 +3,8 @@
 """
 from __future__ import annotations
 
+import functools
+import math
 import os
 import time
 
@@ -18,23 +20,32 @@ from dermjax.data import pipeline, shards
 from dermjax.data.tokenizer import Tokenizer
 from dermjax.errors import DermjaxError
 from dermjax.io import write_bytes
-from dermjax.train import sharding, state as state_lib
+from dermjax.train import losses, sharding, state as state_lib
 from dermjax.train.checkpoint import Checkpointer
-from dermjax.train.losses import contrastive_loss
 from dermjax.train.metric_writer import MetricWriter
 
 MAX_LOGIT_SCALE = float(np.log(100.0))
 
 
-def make_train_step(graphdef, loss_kind: str, state_shardings, batch_sharding):
+def make_loss_fn(loss_kind: str, mesh, label_aware: bool = False):
+    """Dense logits on one device; row-blocked under shard_map when the batch spans devices."""
+    axes = sharding.LOGICAL_AXIS_RULES["batch"]
+    if math.prod(mesh.shape[a] for a in axes) == 1:
+        return functools.partial(losses.dense_contrastive_loss, loss_kind, label_aware=label_aware)
+    return functools.partial(losses.sharded_contrastive_loss, loss_kind, mesh=mesh, batch_axes=axes,
+                             label_aware=label_aware)
+
+
+def make_train_step(graphdef, loss_kind: str, state_shardings, batch_sharding, label_aware: bool = False):
     """The train step: forward both towers, contrastive loss, AdamW update. Donates the state."""
+    contrastive_loss = make_loss_fn(loss_kind, batch_sharding.mesh, label_aware)
 
     def step(state, batch):
         model, opt = nnx.merge(graphdef, state)
 
         def loss_fn(model):
             img, txt = model(batch["image"], batch["tokens"])
-            return contrastive_loss(loss_kind, img, txt, model.logit_scale[...], model.logit_bias[...])
+            return contrastive_loss(img, txt, model.logit_scale[...], model.logit_bias[...], batch["label"])
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         opt.update(model, grads)
@@ -103,7 +114,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         f"vocab {tokenizer.vocab_size}; loss {cfg.loss}")
 
     batch_sharding = sharding.batch_sharding(mesh)
-    train_step = make_train_step(graphdef, cfg.loss, state_shardings, batch_sharding)
+    train_step = make_train_step(graphdef, cfg.loss, state_shardings, batch_sharding,
+                                 cfg.get("label_aware", False))
 
     # --- loop -----------------------------------------------------------------------------
     writer = MetricWriter(workdir, enabled=is_main)

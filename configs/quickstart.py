@@ -41,6 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.ckpt_every = 200
     c.keep_checkpoints = 2
     c.keep_every = 0  # also keep every K-th step forever (0: off)
+    c.eval_every = 100  # zero-shot + retrieval on the validation split (0: off)
 
     c.mesh = dict(data=-1, fsdp=1, tensor=1)  # -1: all remaining devices
 
@@ -53,4 +54,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.total_steps = 6
         c.log_every = 2
         c.ckpt_every = 3
+        c.eval_every = 0
     return c

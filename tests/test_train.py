@@ -118,9 +118,14 @@ def test_loss_decreases_on_learnable_data(shard_dir, tmp_path):
     cfg.ckpt_every = 40
     cfg.optimizer.lr = 3e-3
     cfg.log_every = 1
+    cfg.eval_every = 20
     contrastive.train(cfg, str(tmp_path / "w"))
     import json
     rows = [json.loads(l) for l in open(tmp_path / "w" / "metrics.jsonl")]
+    evals = [r for r in rows if "val/weighted_f1" in r]
+    assert [r["step"] for r in evals] == [20, 40]
+    assert all(0 <= r["val/weighted_f1"] <= 1 and 0 <= r["val/p_at_5"] <= 1 for r in evals)
+    rows = [r for r in rows if "loss" in r]
     first = np.mean([r["loss"] for r in rows[:5]])
     last = np.mean([r["loss"] for r in rows[-5:]])
     assert last < first - 0.2, (first, last)
@@ -175,3 +180,68 @@ def test_same_loss_on_every_mesh_shape(shard_dir):
     for loss, kernel in results[1:]:
         np.testing.assert_allclose(loss, results[0][0], rtol=1e-5)
         np.testing.assert_allclose(kernel, results[0][1], rtol=1e-4, atol=1e-6)
+
+
+def test_parameter_groups_freeze_a_tower_and_scale_lr(shard_dir):
+    cfg = _cfg(shard_dir)
+    cfg.optimizer.groups = (("^image/", 0.0), ("^text_proj/", 0.5))
+    mesh = sharding.make_mesh({"data": 8})
+    tok = tokenizer.Tokenizer(cfg.data.tokenizer, cfg.model.text.max_len)
+    graphdef, state, shardings = state_lib.create_state(cfg, tok.vocab_size, mesh)
+    before = jax.tree.map(np.asarray, nnx.to_pure_dict(state[0]))
+    labels = state_lib.group_labels(nnx.to_pure_dict(state[0]), cfg.optimizer.groups)
+    assert labels["image"]["encoder"]["blocks"][0]["attn"]["qkv"]["kernel"] == "frozen"
+    assert labels["text_proj"]["kernel"] == "group1" and labels["text"]["pos"] == "default"
+    from dermjax.data import pipeline
+    batch = next(pipeline.make_train_iterator(shard_dir, tokenizer=tok, image_size=cfg.model.image.size,
+                                              batch_size=cfg.data.batch_size, seed=0))
+    step = contrastive.make_train_step(graphdef, cfg.loss, shardings, sharding.batch_sharding(mesh))
+    for _ in range(3):
+        state, _ = step(state, sharding.global_batch(batch, mesh))
+    after = jax.tree.map(np.asarray, nnx.to_pure_dict(state[0]))
+    for a, b in zip(jax.tree.leaves(before["image"]), jax.tree.leaves(after["image"])):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(before["text"]["pos"], after["text"]["pos"])
+    assert not np.array_equal(before["image_proj"]["kernel"], after["image_proj"]["kernel"])
+
+
+def test_diverged_training_stops_without_saving_nan(shard_dir, tmp_path):
+    from dermjax.errors import DermjaxError
+
+    cfg = _cfg(shard_dir)
+    cfg.optimizer.lr = float("nan")  # every update poisons the weights
+    with pytest.raises(DermjaxError, match=r"step \d+: loss and grad_norm not finite .*last good checkpoint: none"):
+        contrastive.train(cfg, str(tmp_path / "nan"))
+    assert not os.listdir(tmp_path / "nan" / "checkpoints")
+
+
+def test_sigterm_checkpoints_and_exits_then_resumes(shard_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workdir = str(tmp_path / "term")
+    cmd = [sys.executable, "-m", "dermjax.cli.train", "--config", "configs/quickstart.py:tiny",
+           "--workdir", workdir, f"--config.data.shards={shard_dir}",
+           f"--config.data.tokenizer={os.path.join(shard_dir, 'tokenizer.model')}",
+           "--config.total_steps=100000", "--config.ckpt_every=100000", "--config.log_every=1"]
+    p = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics) > 100):
+        time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    out = p.communicate(timeout=120)[0]
+    assert p.returncode == 0, out[-2000:]
+    stopped = [l for l in out.splitlines() if "stopped by SIGTERM at step" in l]
+    assert stopped, out[-2000:]
+    step = int(stopped[0].split("at step ")[1].split(";")[0])
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(step)]
+    resumed = subprocess.run(cmd[:-3] + [f"--config.total_steps={step + 2}", "--config.ckpt_every=1000",
+                                         "--config.log_every=1"],
+                             cwd=repo, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from {workdir}/checkpoints/{step}" in resumed.stdout

@@ -60,7 +60,7 @@ def main(argv=None):
     if a.benchmarks:
         sets.extend(benchmarks.named(a.benchmarks, a.data_root))
 
-    embedder = evaluate.Embedder(workdir, step, a.batch_size)
+    embedder = evaluate.Embedder.from_workdir(workdir, step, a.batch_size)
     prompts = benchmarks.load_prompts(a.prompts)
     results = [evaluate.evaluate_benchmark(embedder, b, prompts) for b in sets]
     report = evaluate.write_outputs(results, a.out, f"{os.path.abspath(workdir)}")

@@ -7,6 +7,7 @@ and report.md (a table a person can read).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -29,42 +30,59 @@ from dermjax.train import sharding, state as state_lib
 from dermjax.train.checkpoint import Checkpointer
 
 
-class Embedder:
-    """A trained two-tower model on the local mesh, with jitted image and text embedding."""
+@functools.partial(jax.jit, static_argnums=0)
+def _embed_images(model_graph, model_state, images):
+    return nnx.merge(model_graph, model_state).embed_images(images)
 
-    def __init__(self, workdir: str, step: int | None = None, batch_size: int = 256):
+
+@functools.partial(jax.jit, static_argnums=0)
+def _embed_texts(model_graph, model_state, tokens):
+    return nnx.merge(model_graph, model_state).embed_texts(tokens)
+
+
+class Embedder:
+    """A two-tower model on the local mesh, with jitted image and text embedding.
+
+    Built from a workdir (`from_workdir`, the standalone evaluator) or from a live train state
+    (`from_train_state`, periodic evaluation); the jitted functions are shared, so a trainer's
+    repeated evaluations compile once.
+    """
+
+    def __init__(self, model_graph, model_state, tokenizer: Tokenizer, mesh, image_size: int,
+                 embed_dim: int, batch_size: int = 256, step: int | None = None):
+        self.model_graph, self.model_state = model_graph, model_state
+        self.tokenizer, self.mesh, self.image_size, self.embed_dim = tokenizer, mesh, image_size, embed_dim
+        self.step = step
+        n = mesh.devices.size
+        self.batch_size = -(-batch_size // n) * n  # a multiple of the device count
+        self._batch_sharding = sharding.batch_sharding(mesh)
+        self._embed = {"image": _embed_images, "text": _embed_texts}
+
+    @classmethod
+    def from_train_state(cls, graphdef, state, cfg, tokenizer, mesh, step=None, batch_size=256):
+        model_graph, model_state = nnx.split(nnx.merge(graphdef, state)[0])
+        return cls(model_graph, model_state, tokenizer, mesh, cfg.model.image.size, cfg.model.embed_dim,
+                   batch_size, step)
+
+    @classmethod
+    def from_workdir(cls, workdir: str, step: int | None = None, batch_size: int = 256) -> "Embedder":
         cfg_path = os.path.join(workdir, "config.json")
         if not os.path.isfile(cfg_path):
             raise DermjaxError(f"{cfg_path}: not found; is {workdir} a dermjax-train workdir?")
         with open(cfg_path) as f:
-            self.cfg = ml_collections.ConfigDict(json.load(f))
-        tok_path = os.path.join(workdir, "tokenizer.model")
-        self.tokenizer = Tokenizer(tok_path, self.cfg.model.text.max_len)
-        self.mesh = sharding.make_mesh({"data": -1})
+            cfg = ml_collections.ConfigDict(json.load(f))
+        tokenizer = Tokenizer(os.path.join(workdir, "tokenizer.model"), cfg.model.text.max_len)
+        mesh = sharding.make_mesh({"data": -1})
         ckpt = Checkpointer(workdir, async_save=False)
-        self.step = ckpt.latest_step() if step is None else step
-        if self.step is None:
+        step = ckpt.latest_step() if step is None else step
+        if step is None:
             raise DermjaxError(f"{ckpt.directory}: no checkpoint to evaluate")
-        graphdef, abstract, _ = state_lib.abstract_state(self.cfg, self.tokenizer.vocab_size, self.mesh)
-        state = ckpt.restore(self.step, abstract)
+        graphdef, abstract, _ = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
+        state = ckpt.restore(step, abstract)
         ckpt.close()
-        model_graph, model_state = nnx.split(nnx.merge(graphdef, state)[0])
-        self.model_state = model_state
-        n = self.mesh.devices.size
-        self.batch_size = -(-batch_size // n) * n  # a multiple of the device count
-        self.image_size = self.cfg.model.image.size
-        batch_sh = sharding.batch_sharding(self.mesh)
-
-        @jax.jit
-        def embed_images(state, images):
-            return nnx.merge(model_graph, state).embed_images(images)
-
-        @jax.jit
-        def embed_texts(state, tokens):
-            return nnx.merge(model_graph, state).embed_texts(tokens)
-
-        self._embed = {"image": embed_images, "text": embed_texts}
-        self._batch_sharding = batch_sh
+        embedder = cls.from_train_state(graphdef, state, cfg, tokenizer, mesh, step, batch_size)
+        embedder.cfg = cfg
+        return embedder
 
     def _run(self, kind: str, rows: np.ndarray) -> np.ndarray:
         out = []
@@ -74,8 +92,8 @@ class Embedder:
             if pad:  # fixed shapes: one compilation, and every device gets its share
                 chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
             x = jax.device_put(chunk, self._batch_sharding)
-            out.append(np.asarray(self._embed[kind](self.model_state, x))[: self.batch_size - pad])
-        return np.concatenate(out) if out else np.zeros((0, self.cfg.model.embed_dim), np.float32)
+            out.append(np.asarray(self._embed[kind](self.model_graph, self.model_state, x))[: self.batch_size - pad])
+        return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 
     def load_image(self, item) -> np.ndarray:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import signal
 import time
 
 import jax
@@ -119,34 +120,126 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # --- loop -----------------------------------------------------------------------------
     writer = MetricWriter(workdir, enabled=is_main)
+    evaluator = PeriodicEval(cfg, graphdef, tokenizer, mesh)
+    stop = StopSignal()
     bar = tqdm(total=cfg.total_steps, initial=start, desc="train", unit="step", disable=not is_main)
     pending = None  # metrics of the previous step: reading them never stalls the device queue
     t0, seen = time.perf_counter(), 0
     last = {}
-    for step in range(start + 1, cfg.total_steps + 1):
-        batch = sharding.global_batch(next(data_iter), mesh)
-        state, metrics = train_step(state, batch)
-        if pending is not None:
-            last = _report(pending, writer, bar, t0, seen, cfg)
-        pending = (step, metrics)
-        seen += cfg.data.batch_size
-        bar.update()
-        if step % cfg.ckpt_every == 0 or step == cfg.total_steps:
-            ckpt.save(step, state, data_iter, force=step == cfg.total_steps)
-    last = _report(pending, writer, bar, t0, seen, cfg)
-    bar.close()
-    ckpt.close()
-    writer.close()
+    step = start
+    try:
+        for step in range(start + 1, cfg.total_steps + 1):
+            batch = sharding.global_batch(next(data_iter), mesh)
+            state, metrics = train_step(state, batch)
+            if pending is not None:
+                last = _report(pending, writer, bar, t0, seen, cfg, ckpt) or last
+            pending = (step, metrics)
+            seen += cfg.data.batch_size
+            bar.update()
+            stopping = stop.requested()
+            if step % cfg.ckpt_every == 0 or step == cfg.total_steps or stopping:
+                # Never write a diverged state: the last good checkpoint must stay the latest.
+                _check_finite(step, jax.device_get(metrics), ckpt)
+                ckpt.save(step, state, data_iter, force=True)
+            if evaluator.due(step):
+                writer.write(step, evaluator(state, step))
+            if stopping:
+                ckpt.wait()
+                log(f"stopped by {stop.name} at step {step}; checkpoint saved, rerun to resume")
+                return {"step": step, "complete": False, **last}
+        last = _report(pending, writer, bar, t0, seen, cfg, ckpt) or last
+    finally:
+        stop.restore()
+        bar.close()
+        ckpt.close()
+        writer.close()
     log(f"done: step {cfg.total_steps}, loss {last.get('loss', float('nan')):.4f}, "
         f"{last.get('examples_per_sec', 0):.1f} examples/s; checkpoints in {ckpt.directory}")
     return {"step": cfg.total_steps, "complete": True, **last}
 
 
-def _report(pending, writer, bar, t0, seen, cfg) -> dict:
+class StopSignal:
+    """SIGTERM (preemption, scancel, Ctrl-C) asks the loop to checkpoint and exit at the next step."""
+
+    def __init__(self):
+        self.name = None
+        self._old = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+
+    def _handle(self, signum, frame):
+        self.name = signal.Signals(signum).name
+
+    def requested(self) -> bool:
+        flag = self.name is not None
+        if jax.process_count() > 1:
+            # All hosts must stop at the same step, or the collective save would hang.
+            from jax.experimental import multihost_utils
+            flag = bool(multihost_utils.process_allgather(np.int32(flag)).max())
+            self.name = self.name or "a signal on another host"
+        return flag
+
+    def restore(self):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class PeriodicEval:
+    """Zero-shot classification + retrieval on the validation split every `eval_every` steps."""
+
+    def __init__(self, cfg, graphdef, tokenizer, mesh):
+        self.every = int(cfg.get("eval_every", 0) or 0)
+        self.cfg, self.graphdef, self.tokenizer, self.mesh = cfg, graphdef, tokenizer, mesh
+        self.bench = None
+        if self.every and jax.process_count() > 1:
+            print("eval_every: periodic evaluation runs in single-process training only; "
+                  "use dermjax-eval on the checkpoints")
+            self.every = 0
+        if self.every:
+            from dermjax.eval import benchmarks
+
+            manifest = shards.load_manifest(cfg.data.shards)
+            if manifest["splits"].get("val", {}).get("count", 0):
+                self.bench = benchmarks.from_shards(cfg.data.shards, "val")
+                self.prompts = benchmarks.load_prompts()
+            else:
+                print(f"eval_every: {cfg.data.shards} has no validation examples; periodic eval is off")
+                self.every = 0
+
+    def due(self, step: int) -> bool:
+        return bool(self.every) and (step % self.every == 0 or step == self.cfg.total_steps)
+
+    def __call__(self, state, step: int) -> dict:
+        from dermjax.eval import evaluate
+
+        embedder = evaluate.Embedder.from_train_state(self.graphdef, state, self.cfg, self.tokenizer,
+                                                      self.mesh, step)
+        r = evaluate.evaluate_benchmark(embedder, self.bench, self.prompts)
+        out = {f"val/{k}": r["zero_shot"][k] for k in ("weighted_f1", "accuracy", "balanced_accuracy")}
+        out.update({f"val/{k}": r["retrieval"][k] for k in ("p_at_5", "p_at_10", "map")})
+        tqdm.write(f"step {step}: val weighted F1 {out['val/weighted_f1']:.3f}, P@5 {out['val/p_at_5']:.3f}")
+        return out
+
+
+def _check_finite(step: int, metrics: dict, ckpt: Checkpointer) -> None:
+    bad = [k for k in ("loss", "grad_norm") if not np.isfinite(float(metrics[k]))]
+    if bad:
+        good = ckpt.latest_step()
+        raise DermjaxError(f"step {step}: {' and '.join(bad)} not finite ({float(metrics['loss'])}); "
+                           f"stopped; last good checkpoint: "
+                           f"{'none' if good is None else f'step {good}'} in {ckpt.directory}")
+
+
+def _report(pending, writer, bar, t0, seen, cfg, ckpt) -> dict:
     step, metrics = pending
     if step % cfg.log_every and step != cfg.total_steps:
         return {}
-    scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    metrics = jax.device_get(metrics)
+    _check_finite(step, metrics, ckpt)
+    scalars = {k: float(v) for k, v in metrics.items()}
     scalars["examples_per_sec"] = seen / max(time.perf_counter() - t0, 1e-9)
     writer.write(step, scalars)
     bar.set_postfix(loss=f"{scalars['loss']:.3f}", ex_s=f"{scalars['examples_per_sec']:.0f}")

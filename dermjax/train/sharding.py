@@ -55,9 +55,13 @@ def logical_to_mesh(spec: P | tuple, rules: dict = LOGICAL_AXIS_RULES) -> P:
 
 def state_shardings(abstract_state, mesh: jax.sharding.Mesh):
     """NamedShardings for an nnx.State whose Variables carry logical `out_sharding` names."""
-    specs = nnx.get_partition_spec(abstract_state)
-    return jax.tree.map(lambda s: NamedSharding(mesh, logical_to_mesh(s)), specs,
-                        is_leaf=lambda x: isinstance(x, P))
+    def one(v):
+        if not isinstance(v, nnx.Variable) or not hasattr(v.get_value(), "shape"):
+            return v  # e.g. optax's MaskedNode: a placeholder holding no array
+        names = v.get_metadata().get("out_sharding") or ()
+        return v.replace(NamedSharding(mesh, logical_to_mesh(names)))
+
+    return jax.tree.map(one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -13,16 +14,55 @@ from dermjax.models import two_towers
 from dermjax.train import sharding
 
 
+def param_path(path) -> str:
+    """"image/encoder/blocks/0/attn/qkv/kernel" for a pytree key path (what group regexes match)."""
+    parts = []
+    for k in path:
+        part = getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))
+        if part != "value":
+            parts.append(str(part))
+    return "/".join(parts)
+
+
+def group_labels(params, groups) -> object:
+    """Each parameter's group: the first (regex, lr multiplier) that matches its path, else
+    "default"; a multiplier of 0 means frozen."""
+    compiled = [(re.compile(rx), float(mult)) for rx, mult in groups]
+
+    def label(path, _):
+        name = param_path(path)
+        for i, (rx, mult) in enumerate(compiled):
+            if rx.search(name):
+                return "frozen" if mult == 0 else f"group{i}"
+        return "default"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+    """AdamW with warmup + cosine and global-norm clipping; optional parameter groups by regex
+    (cfg.groups: ((regex, lr multiplier), ...); multiplier 0 freezes, e.g. (("^image/", 0.0),))."""
+    groups = tuple(cfg.get("groups", ()) or ())
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=cfg.lr, warmup_steps=min(cfg.warmup_steps, max(total_steps - 1, 1)),
         decay_steps=max(total_steps, 2), end_value=cfg.lr * cfg.get("end_lr_fraction", 0.0))
     # Decay matrices only: norms, biases, positions and the temperature keep their scale.
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
-    return optax.chain(
-        optax.clip_by_global_norm(cfg.grad_clip),
-        optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=decay_mask),
-    )
+
+    def adamw(mult: float):
+        lr = schedule if mult == 1.0 else (lambda step: mult * schedule(step))
+        return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=decay_mask)
+
+    if not groups:
+        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw(1.0))
+    labels = lambda params: group_labels(params, groups)
+    updates = {"default": adamw(1.0), "frozen": optax.set_to_zero()}
+    updates.update({f"group{i}": adamw(float(m)) for i, (_, m) in enumerate(groups) if float(m) != 0})
+    # Frozen gradients are zeroed before clipping so they do not shrink everyone else's step.
+    zero_frozen = optax.multi_transform(
+        {k: optax.set_to_zero() if k == "frozen" else optax.identity() for k in updates}, labels)
+    return optax.chain(zero_frozen, optax.clip_by_global_norm(cfg.grad_clip),
+                       optax.multi_transform(updates, labels))
 
 
 def _build(cfg: ml_collections.ConfigDict, vocab_size: int, seed: int):

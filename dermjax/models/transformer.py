@@ -57,11 +57,40 @@ class Block(nnx.Module):
 
 
 class Encoder(nnx.Module):
-    def __init__(self, dim: int, depth: int, heads: int, mlp_dim: int, rngs: nnx.Rngs, dtype):
+    def __init__(self, dim: int, depth: int, heads: int, mlp_dim: int, rngs: nnx.Rngs, dtype,
+                 remat: bool = False):
         self.blocks = nnx.List([Block(dim, heads, mlp_dim, rngs, dtype) for _ in range(depth)])
         self.ln = layer_norm(dim, rngs, dtype)
+        self.remat = remat
 
     def __call__(self, x, mask=None):
         for block in self.blocks:
-            x = block(x, mask)
+            if self.remat:
+                # Recompute each block's activations in the backward pass: memory for FLOPs.
+                x = nnx.remat(lambda b, x, m: b(x, m))(block, x, mask)
+            else:
+                x = block(x, mask)
         return self.ln(x)
+
+
+class MAPHead(nnx.Module):
+    """Multihead attention pooling: one learned probe attends over all tokens, then an MLP."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, rngs: nnx.Rngs, dtype):
+        self.heads = heads
+        self.probe = nnx.Param(nnx.with_partitioning(_init, (None, None, "embed"))(rngs.params(), (1, 1, dim)))
+        self.q = dense(dim, dim, ("embed", "heads"), rngs, dtype)
+        self.kv = dense(dim, 2 * dim, ("embed", "heads"), rngs, dtype)
+        self.out = dense(dim, dim, ("heads", "embed"), rngs, dtype)
+        self.ln = layer_norm(dim, rngs, dtype)
+        self.mlp_in = dense(dim, mlp_dim, ("embed", "mlp"), rngs, dtype)
+        self.mlp_out = dense(mlp_dim, dim, ("mlp", "embed"), rngs, dtype)
+
+    def __call__(self, x):
+        b, n, d = x.shape
+        h = self.heads
+        q = self.q(jnp.broadcast_to(self.probe[...].astype(x.dtype), (b, 1, d))).reshape(b, 1, h, d // h)
+        k, v = jnp.split(self.kv(x).reshape(b, n, 2, h, d // h), 2, axis=2)
+        y = self.out(jax.nn.dot_product_attention(q, k[:, :, 0], v[:, :, 0]).reshape(b, 1, d))
+        y = y + self.mlp_out(jax.nn.gelu(self.mlp_in(self.ln(y))))
+        return y[:, 0]

@@ -1,0 +1,46 @@
+"""Every config key the trainer reads, with its default. Experiment configs under configs/
+start from `base_config()` and change what they need, so a key is documented once."""
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.trainer = "contrastive"
+    c.loss = "clip"  # or "siglip"
+    c.label_aware = False  # same-class pairs count as positives too
+
+    c.data = ml_collections.ConfigDict()
+    c.data.shards = ""  # a dermjax-prep shards folder
+    c.data.tokenizer = ""  # default: the one named in the shards' manifest
+    c.data.batch_size = 128  # global, across all processes
+    c.data.workers = 0  # grain worker processes per host (0: decode in threads)
+    c.data.note_styles = ()  # empty: sample among all styles
+    c.data.on_bad_example = "error"  # or "skip": an undecodable record is logged and replaced
+    # Shard folders, image folders or manifest CSVs that must not share images with the training
+    # split; on overlap: "warn", "refuse" or "off" (dermjax-eval checks its benchmarks as well).
+    c.data.contamination = "warn"
+    c.data.contamination_against = ()
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "two_towers"
+    c.model.dtype = "float32"  # "bfloat16" on accelerators (params stay float32)
+    c.model.remat = False  # recompute block activations in the backward pass
+    c.model.embed_dim = 128
+    # ViT: explicit sizes, or variant="B/16" (vit.PRESETS); pool "gap" | "cls" | "map".
+    c.model.image = dict(size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512, pool="gap")
+    # Text: explicit sizes, or variant="B" (text.PRESETS).
+    c.model.text = dict(max_len=48, width=128, depth=2, heads=4, mlp_dim=512)
+
+    # groups: ((regex over parameter paths, lr multiplier), ...); multiplier 0 freezes.
+    c.optimizer = dict(lr=1e-3, warmup_steps=50, end_lr_fraction=0.02, weight_decay=0.05,
+                       grad_clip=1.0, b1=0.9, b2=0.98, groups=())
+    c.total_steps = 400
+    c.log_every = 10
+    c.ckpt_every = 200
+    c.keep_checkpoints = 2
+    c.keep_every = 0  # also keep every K-th step forever (0: off)
+    c.eval_every = 100  # zero-shot + retrieval on the validation split (0: off)
+
+    c.mesh = dict(data=-1, fsdp=1, tensor=1)  # -1: all remaining devices
+    return c

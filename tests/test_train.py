@@ -245,3 +245,18 @@ def test_sigterm_checkpoints_and_exits_then_resumes(shard_dir, tmp_path):
                              cwd=repo, capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {workdir}/checkpoints/{step}" in resumed.stdout
+
+
+def test_checkpoint_restores_onto_another_mesh_and_continues(shard_dir, tmp_path):
+    cfg = _cfg(shard_dir, data=8, fsdp=1, tensor=1)
+    straight = str(tmp_path / "straight")
+    contrastive.train(cfg, straight)
+    moved = str(tmp_path / "moved")
+    shutil.copytree(straight, moved)
+    shutil.rmtree(os.path.join(moved, "checkpoints", "6"))
+    cfg2 = _cfg(shard_dir, data=2, fsdp=2, tensor=2)
+    out = contrastive.train(cfg2, moved)  # resumes step 3 saved on 8x1x1, on a 2x2x2 mesh
+    assert out["complete"] and out["step"] == 6
+    a, b = _final_params(straight, cfg), _final_params(moved, cfg)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)

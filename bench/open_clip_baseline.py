@@ -1,7 +1,7 @@
 """The PyTorch side of bench/train_throughput.py: open_clip trains the same CLIP ViT-Ti/16 +
 12x256 text tower at batch 32 in fp32 on CPU. Run it with a venv that has torch and open_clip:
 
-    python -m venv /tmp/oc && /tmp/oc/bin/pip install torch==2.13.0 numpy
+    python -m venv /tmp/oc && /tmp/oc/bin/pip install torch==2.13.0 numpy pillow
     /tmp/oc/bin/pip install --no-deps open_clip_torch timm torchvision
     /tmp/oc/bin/pip install ftfy regex huggingface_hub safetensors
     python bench/train_throughput.py --open-clip /tmp/oc/bin/python

@@ -12,38 +12,13 @@ measured figures. `get_config("tiny")` is the few-step variant the tests use.
 """
 import ml_collections
 
+from dermjax.train.defaults import base_config
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.trainer = "contrastive"
-    c.loss = "clip"  # or "siglip"
-    c.label_aware = False  # same-class pairs count as positives too
-
-    c.data = ml_collections.ConfigDict()
+    # The defaults are the quickstart model: 1.1M parameters, 64 px images, 48 tokens.
+    c = base_config()
     c.data.shards = "runs/quickstart/shards"
-    c.data.tokenizer = ""  # default: the one named in the shards' manifest
-    c.data.batch_size = 128  # global, across all processes
-    c.data.workers = 0  # grain worker processes per host (0: decode in threads)
-    c.data.note_styles = ()  # empty: sample among all styles
-
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "two_towers"
-    c.model.dtype = "float32"  # "bfloat16" on accelerators (params stay float32)
-    c.model.embed_dim = 128
-    c.model.image = dict(size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512)
-    c.model.text = dict(max_len=48, width=128, depth=2, heads=4, mlp_dim=512)
-
-    c.optimizer = dict(lr=1e-3, warmup_steps=50, end_lr_fraction=0.02, weight_decay=0.05,
-                       grad_clip=1.0, b1=0.9, b2=0.98)
-    c.total_steps = 400
-    c.log_every = 10
-    c.ckpt_every = 200
-    c.keep_checkpoints = 2
-    c.keep_every = 0  # also keep every K-th step forever (0: off)
-    c.eval_every = 100  # zero-shot + retrieval on the validation split (0: off)
-
-    c.mesh = dict(data=-1, fsdp=1, tensor=1)  # -1: all remaining devices
 
     if arg == "tiny":
         c.data.batch_size = 16

@@ -260,3 +260,50 @@ def test_checkpoint_restores_onto_another_mesh_and_continues(shard_dir, tmp_path
     a, b = _final_params(straight, cfg), _final_params(moved, cfg)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_kill9_after_a_checkpoint_then_resume_is_bitwise_identical(shard_dir, tmp_path):
+    import json
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tok = os.path.join(shard_dir, "tokenizer.model")
+    flags = [f"--config.data.shards={shard_dir}", f"--config.data.tokenizer={tok}", "--config.total_steps=16",
+             "--config.ckpt_every=2", "--config.log_every=1", "--config.keep_checkpoints=20"]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+
+    def train(workdir, **kw):
+        return subprocess.Popen([sys.executable, "-m", "dermjax.cli.train", "--config", "configs/quickstart.py:tiny",
+                                 "--workdir", workdir, *flags], cwd=repo, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, **kw)
+
+    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+    p = train(straight)
+    assert p.wait(timeout=300) == 0, p.stdout.read()[-2000:]
+    p = train(killed)
+    ckdir = os.path.join(killed, "checkpoints")
+    deadline = time.time() + 240
+    while time.time() < deadline and not (os.path.isdir(ckdir) and any(d.isdigit() for d in os.listdir(ckdir))):
+        time.sleep(0.2)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 1.5))  # a random moment after the first checkpoint
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    done_before = sorted(int(d) for d in os.listdir(ckdir) if d.isdigit())
+    p = train(killed)
+    out = p.communicate(timeout=300)[0]
+    assert p.returncode == 0, out[-2000:]
+    if done_before and done_before[-1] < 16:
+        assert f"resuming from {ckdir}/{done_before[-1]}" in out
+
+    cfg = _cfg(shard_dir)
+    a, b = _final_params(straight, cfg), _final_params(killed, cfg)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    # same batches: every step's loss in the resumed run equals the uninterrupted run's
+    def losses(w):
+        return {r["step"]: r["loss"] for r in map(json.loads, open(os.path.join(w, "metrics.jsonl")))}
+    assert losses(killed) == losses(straight)

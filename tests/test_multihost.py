@@ -74,3 +74,10 @@ def test_two_processes_match_one_process(shard_dir, tmp_path):
     assert len(got) == len(want) == 4
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert sorted(os.listdir(tmp_path / "multi" / "checkpoints")) == ["2", "4"]
+
+    # the 2-process checkpoint resumes in 1 process (8 devices) and continues like the reference
+    cfg.total_steps = 6
+    contrastive.train(cfg, str(tmp_path / "single"))
+    contrastive.train(cfg, str(tmp_path / "multi"))
+    np.testing.assert_allclose(_losses(tmp_path / "multi")[-2:], _losses(tmp_path / "single")[-2:],
+                               rtol=1e-5, atol=1e-6)

@@ -33,6 +33,12 @@ class Checkpointer:
             items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
         return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
+    def has_iterator_state(self, step: int) -> bool:
+        """Whether `step` holds a data-iterator state for this process layout (grain stores one
+        file per process, named for the process count of the run that saved it)."""
+        name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        return os.path.exists(os.path.join(self.directory, str(step), "data_iter", name))
+
     def restore(self, step: int, abstract: nnx.State, data_iter=None) -> nnx.State:
         """`abstract`: state of ShapeDtypeStructs with target shardings (any mesh)."""
         items = {"state": ocp.args.StandardRestore(nnx.to_pure_dict(abstract))}

@@ -69,6 +69,26 @@ def tokenizer_path(cfg: ml_collections.ConfigDict) -> str:
     return os.path.join(cfg.data.shards, manifest["tokenizer"])
 
 
+def check_contamination(cfg: ml_collections.ConfigDict, workdir: str, is_main: bool) -> dict:
+    """Benchmarks listed in data.contamination_against that share images with the training
+    split: data.contamination "warn" (a banner), "refuse" (DermjaxError) or "off".
+
+    Every process runs the same deterministic check, so under "refuse" all of them stop.
+    """
+    from dermjax.data import overlap
+
+    mode = cfg.data.get("contamination", "warn")
+    against = [p for p in (cfg.data.get("contamination_against") or ()) if p]
+    if mode not in ("warn", "refuse", "off"):
+        raise DermjaxError(f"data.contamination must be 'warn', 'refuse' or 'off', got {mode!r}")
+    if mode == "off" or not against:
+        return {}
+    sets = [overlap.load_image_set(p, progress=is_main) for p in against]
+    return overlap.guard(cfg.data.shards, sets, mode, what="benchmark", progress=is_main,
+                         report_path=os.path.join(workdir, "contamination.json") if is_main else None,
+                         log=None if is_main else (lambda text: None))
+
+
 def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
@@ -83,13 +103,20 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     log(f"mesh {dict(mesh.shape)} over {jax.device_count()} {jax.devices()[0].platform} devices, "
         f"{n_proc} process(es)")
 
+    check_contamination(cfg, workdir, is_main)
+
     # --- input pipeline -------------------------------------------------------------------
     tokenizer = Tokenizer(tokenizer_path(cfg), cfg.model.text.max_len)
-    data_iter = pipeline.make_train_iterator(
-        cfg.data.shards, tokenizer=tokenizer, image_size=cfg.model.image.size,
-        batch_size=cfg.data.batch_size // n_proc, seed=cfg.seed,
-        process_index=jax.process_index(), process_count=n_proc, workers=cfg.data.workers,
-        note_styles=tuple(cfg.data.get("note_styles", ())))
+
+    def input_iterator(start_batch: int = 0):
+        return pipeline.make_train_iterator(
+            cfg.data.shards, tokenizer=tokenizer, image_size=cfg.model.image.size,
+            batch_size=cfg.data.batch_size // n_proc, seed=cfg.seed,
+            process_index=jax.process_index(), process_count=n_proc, workers=cfg.data.workers,
+            note_styles=tuple(cfg.data.get("note_styles", ())),
+            on_bad_example=cfg.data.get("on_bad_example", "error"), start_batch=start_batch)
+
+    data_iter = input_iterator()
 
     # --- model and optimizer state --------------------------------------------------------
     ckpt = Checkpointer(workdir, keep=cfg.keep_checkpoints, keep_every=cfg.get("keep_every") or None)
@@ -97,7 +124,15 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     start = ckpt.latest_step()
     if start is not None:
         log(f"resuming from {ckpt.directory}/{start}")
-        state = ckpt.restore(start, abstract, data_iter)
+        if ckpt.has_iterator_state(start):
+            state = ckpt.restore(start, abstract, data_iter)
+        else:
+            # Saved by a run with another process count: one batch per step, so batch `start`
+            # of the global stream is where this run continues.
+            log(f"no data-iterator state for {n_proc} process(es) at step {start}; "
+                f"continuing the input stream at batch {start}")
+            state = ckpt.restore(start, abstract)
+            data_iter = input_iterator(start)
     else:
         start = 0
         _, state, _ = state_lib.create_state(cfg, tokenizer.vocab_size, mesh)
@@ -179,7 +214,8 @@ class StopSignal:
             # All hosts must stop at the same step, or the collective save would hang.
             from jax.experimental import multihost_utils
             flag = bool(multihost_utils.process_allgather(np.int32(flag)).max())
-            self.name = self.name or "a signal on another host"
+            if flag and self.name is None:
+                self.name = "a signal on another host"
         return flag
 
     def restore(self):

@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,17 @@ import pytest
 
 import dermjax.notes
 from dermjax.notes import ontology as O
-from dermjax.notes.styles import STYLES, make_note, report_note, template_note
-from dermjax.notes.verify import VerifyResult, Violation, verify
+from dermjax.notes import verify as verify_module
+from dermjax.notes.styles import make_note, narrative_note, report_note, template_note
+from dermjax.notes.verify import VerifyResult, Violation, known_fields, verify
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("DERMJAX_DATA_ROOT", REPO.parent / "shared" / "data"))
 HAM_CSV = DATA_ROOT / "ham10000" / "HAM10000_metadata.csv"
+# The styles this module owns; LLM styles register themselves in STYLES and need a server.
+OWN_STYLES = ("template", "report", "narrative")
+REAL_SETS = {"ham10000": 10015, "isic2019": 25331, "isic2020": 33126, "fitzpatrick17k": 16577}
+
 
 def ham_records() -> list[dict]:
     if not HAM_CSV.is_file():
@@ -28,6 +34,18 @@ def ham_records() -> list[dict]:
 
     with open(HAM_CSV, newline="") as f:
         return [ham10000.record_from_row(row, f"{HAM_CSV}:{i}") for i, row in enumerate(csv.DictReader(f), 2)]
+
+
+def real_records(name: str) -> list[dict]:
+    """All records of a real metadata set through its source adapter, without image paths."""
+    from dermjax.data import sources
+
+    folder = DATA_ROOT / name
+    if name not in sources.SOURCES:
+        pytest.skip(f"no source adapter named {name!r} is registered in dermjax.data.sources.SOURCES")
+    if not folder.is_dir():
+        pytest.skip(f"{name} metadata not found at {folder}; set DERMJAX_DATA_ROOT to the shared data folder")
+    return [{k: v for k, v in r.items() if k != "image_path"} for r in sources.load_records(name, str(folder))]
 
 
 DIAGNOSES = {
@@ -82,14 +100,20 @@ def describe(result: VerifyResult) -> list:
 # ---------------------------------------------------------------------------------------------
 # Synthesized notes verify clean against their own records.
 
-def test_every_ham10000_note_verifies_clean():
-    records = ham_records()
-    assert len(records) == 10015
+@pytest.mark.parametrize("name", sorted(REAL_SETS))
+def test_every_real_record_note_verifies_clean(name):
+    """Acceptance: every template, report and narrative note of every record of the four real
+    metadata sets states nothing its record does not (0 violations)."""
+    records = real_records(name)
+    assert len(records) == REAL_SETS[name]
+    failures = []
     for i, rec in enumerate(records):
-        for style in ("template", "report"):
+        for style in OWN_STYLES:
             note = make_note(style, rec, seed=i)
             result = verify(rec, note)
-            assert result.ok, (style, rec, note, describe(result))
+            if not result.ok:
+                failures.append((style, rec, note, describe(result)))
+    assert not failures, (len(failures), failures[:3])
 
 
 def test_random_record_notes_verify_clean_and_cover_the_vocabulary():
@@ -98,7 +122,7 @@ def test_random_record_notes_verify_clean_and_cover_the_vocabulary():
             "modality": set(), "confirmation": set(), "diagnosis": set()}
     for i in range(3000):
         rec = random_record(rng)
-        for style in STYLES:
+        for style in OWN_STYLES:
             note = make_note(style, rec, seed=i)
             result = verify(rec, note)
             assert result.ok, (style, rec, note, describe(result))
@@ -158,12 +182,18 @@ def _conflicting(rec: dict, field: str, rng: random.Random):
     return out
 
 
-@pytest.mark.parametrize("style", sorted(STYLES))
+# The narrative leaves malignancy and confirmation out of some notes (optional sentences).
+OPTIONAL_FIELDS = {"template": (), "report": (), "narrative": ("malignancy", "confirmation")}
+
+
+@pytest.mark.parametrize("style", OWN_STYLES)
 def test_notes_state_every_known_field(style):
     """Changing any known field of the record makes its note fail on that field, so the note
-    really states everything the record knows (and the verifier really reads it)."""
+    really states everything the record knows (and the verifier really reads it). Optional
+    fields of the narrative must still be stated in most notes."""
     rng = random.Random(7)
     checked = 0
+    optional = {"stated": 0, "possible": 0}
     for i in range(400):
         rec = random_record(rng)
         rec.setdefault("findings", {})
@@ -176,10 +206,16 @@ def test_notes_state_every_known_field(style):
         for field in fields:
             changed = _conflicting(rec, field, rng)
             result = verify(changed, note)
-            assert any(v.field == field and v.kind == "contradicted" for v in result.violations), \
-                (style, field, note, changed, describe(result))
+            caught = any(v.field == field and v.kind == "contradicted" for v in result.violations)
+            if field in OPTIONAL_FIELDS[style]:
+                optional["possible"] += 1
+                optional["stated"] += caught
+                continue
+            assert caught, (style, field, note, changed, describe(result))
             checked += 1
-    assert checked > 3000
+    assert checked > 2500
+    if OPTIONAL_FIELDS[style]:
+        assert optional["stated"] >= 0.5 * optional["possible"], optional
 
 
 def test_unknown_fields_are_not_mentioned_and_report_says_not_assessed():
@@ -214,13 +250,112 @@ def test_styles_are_deterministic_and_seed_varies_wording():
     rec = {"diagnosis": "blue nevus", "diagnosis_group": "melanocytic nevus", "age": 35, "sex": "female",
            "body_site": "back", "modality": "dermoscopic", "malignancy": "benign",
            "findings": {"streaks": "absent", "blue_whitish_veil": "absent", "colors": ["blue-gray"]}}
-    for style in STYLES:
+    for style in OWN_STYLES:
         assert make_note(style, rec, 11) == make_note(style, rec, 11)
     assert len({template_note(rec, s) for s in range(30)}) >= 10
     extra = dict(rec, synthetic=True, image_path="/x/y.jpg", image_id="abc")
     assert template_note(extra, 5) == template_note(rec, 5)
     with pytest.raises(ValueError, match="unknown note style"):
         make_note("sonnet", rec, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Narrative style: varied, still grounded.
+
+def _jaccard_overlap(notes: list, pairs: int, rng: random.Random) -> float:
+    words = [set(n.lower().replace(".", " ").replace(",", " ").replace(";", " ").split()) for n in notes]
+    total = 0.0
+    for _ in range(pairs):
+        a, b = rng.sample(range(len(words)), 2)
+        total += len(words[a] & words[b]) / len(words[a] | words[b])
+    return total / pairs
+
+
+def test_narrative_diversity_on_ham10000():
+    """Distinct narratives per record >= 0.9 on HAM10000, whose records often share every field
+    (several images per lesion); word overlap between random pairs is printed next to the
+    template's, and must be clearly lower."""
+    records = ham_records()
+    narratives = [narrative_note(r, i) for i, r in enumerate(records)]
+    templates = [template_note(r, i) for i, r in enumerate(records)]
+    distinct = len(set(narratives)) / len(records)
+    overlap = _jaccard_overlap(narratives, 2000, random.Random(0))
+    template_overlap = _jaccard_overlap(templates, 2000, random.Random(0))
+    print(f"\nHAM10000 narrative: distinct/records {distinct:.4f}, mean pairwise Jaccard {overlap:.3f} "
+          f"(template: distinct {len(set(templates)) / len(records):.4f}, Jaccard {template_overlap:.3f})")
+    assert distinct >= 0.9
+    assert overlap < template_overlap - 0.05
+
+
+NARRATIVE_REC = {"diagnosis": "blue nevus", "diagnosis_group": "melanocytic nevus", "malignancy": "benign",
+                 "age": 60.0, "sex": "female", "body_site": "back", "fitzpatrick": 3, "modality": "dermoscopic",
+                 "confirmation": "histopathology",
+                 "findings": {"streaks": "absent", "pigment_network": "typical", "colors": ["blue-gray"]}}
+
+
+def test_narrative_varies_plan_wording_and_connectives():
+    notes = [narrative_note(NARRATIVE_REC, s) for s in range(300)]
+    assert all(verify(NARRATIVE_REC, n).ok for n in notes)
+    assert len(set(notes)) == len(notes)
+    firsts = {n.split(". ")[0].split()[0] for n in notes}
+    assert len(firsts) >= 6, firsts  # the plans open with different units
+    for paraphrase in ("60-year-old woman", "aged 60", "in her sixties", "sixty-year-old", "female patient",
+                       "on the back", "on her back", "(trunk)", "Fitzpatrick type III", "phototype is 3",
+                       "confirmed by", "blue nevus (melanocytic nevus)", "a type of melanocytic nevus",
+                       "There is no streaks", "lacks streaks", "Streaks is not seen", "Streaks is absent",
+                       "blue-gray"):
+        assert any(paraphrase in n for n in notes), paraphrase
+    assert sum(n.count(", the ") > 0 and any(c in n for c in ("In addition, ", "Furthermore, ", "Moreover, ",
+                                                                "Of note, ", "Overall, ", "Also, "))
+               for n in notes) > 30
+
+
+def test_narrative_states_no_unknown_field():
+    rec = {"diagnosis": "psoriasis", "diagnosis_group": "other", "fitzpatrick": 5, "modality": "clinical"}
+    for seed in range(200):
+        note = narrative_note(rec, seed)
+        assert "psoriasis" in note and ("V" in note or "5" in note), note
+        for word in (r"\byears?\b", r"\baged\b", r"\b(wo)?m[ae]n\b", r"\b(fe)?male\b", r"\b(his|her|she|he)\b",
+                     "dermoscop", "confirm", r"\bon the (?!fitzpatrick)", "benign", "malignant", "cancer", "streak",
+                     "network", "colou?r", "decade", "teens", r"ties\b", "child", "infant", "elderly"):
+            assert not re.search(word, note, re.IGNORECASE), (word, note)
+        assert verify(rec, note).ok
+
+
+def test_narrative_placeholder_diagnosis_is_not_named_as_one():
+    rec = {"diagnosis": "unknown", "diagnosis_group": "other", "malignancy": "benign", "age": 45.0,
+           "sex": "male", "body_site": "head/neck", "modality": "dermoscopic"}
+    notes = [narrative_note(rec, s) for s in range(100)]
+    assert all(verify(rec, n).ok for n in notes)
+    assert not any("as unknown" in n or "is unknown." in n.split("diagnosis")[-1][:4] for n in notes)
+    assert all("diagnosis" in n.lower() for n in notes)
+
+
+def test_known_fields_is_a_copy_and_cached_reading_is_stable():
+    rec = {"diagnosis": "melanoma", "diagnosis_group": "melanoma", "age": 50, "sex": "male"}
+    k = known_fields(rec)
+    k["sex"] = "female"
+    assert known_fields(rec)["sex"] == "male"
+    assert verify(rec, "A 50-year-old man.").ok
+
+
+def test_clause_cache_does_not_leak_between_records():
+    """A clause read once is reused for other records; its verdict must still follow each record."""
+    mel = {"diagnosis": "melanoma", "diagnosis_group": "melanoma", "sex": "female"}
+    nev = {"diagnosis": "melanocytic nevus", "diagnosis_group": "melanocytic nevus", "sex": "male"}
+    for _ in range(2):
+        assert verify(mel, "Diagnosis: melanoma. She is well.").ok
+        assert [v.field for v in verify(nev, "Diagnosis: melanoma. She is well.").violations] == \
+            ["diagnosis_group", "sex"]
+    # The record's own diagnosis term is masked only for that record: "macule" inside
+    # "cafe-au-lait macule" claims no elevation for its record, but does for another.
+    cafe = {"diagnosis": "cafe-au-lait macule", "diagnosis_group": "other", "findings": {}}
+    note = "A cafe-au-lait macule."
+    assert verify(cafe, note).ok
+    assert [(v.field, v.kind) for v in verify(mel, note).violations] == [("findings.elevation", "unsupported")]
+    verify_module._CLAUSE_CACHE.clear()
+    assert [(v.field, v.kind) for v in verify(mel, note).violations] == [("findings.elevation", "unsupported")]
+    assert verify(cafe, note).ok
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +413,7 @@ HALLUCINATIONS = [
     (MELANOMA, "Confirmed by histopathology.", "confirmation", "unsupported", "histopathology"),
     (NEVUS, "Diagnosis confirmed by biopsy.", "confirmation", "contradicted", "histopathology"),
     (NEVUS, "This is a malignant lesion.", "malignancy", "contradicted", "malignant"),
-    (NEVUS, "Suspicious for skin cancer.", "malignancy", "contradicted", "malignant"),
+    (NEVUS, "Probably a skin cancer.", "malignancy", "contradicted", "malignant"),
     (NEVUS, "A precancerous lesion.", "malignancy", "contradicted", "premalignant"),
     (MELANOMA, "A harmless spot.", "malignancy", "contradicted", "benign"),
     (MELANOMA, "It is not malignant.", "malignancy", "contradicted", "not malignant"),

@@ -17,6 +17,7 @@ _LAZY = {
     "make_note": "styles",
     "template_note": "styles",
     "report_note": "styles",
+    "narrative_note": "styles",
 }
 
 __all__ = list(_LAZY)

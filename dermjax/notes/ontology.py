@@ -157,6 +157,10 @@ DIAGNOSIS_TERMS = {
     "basal cell carcinoma": (_BCC, _NONE), "basal cell carcinomas": (_BCC, _NONE),
     "basal cell cancer": (_BCC, _NONE), "basal cell epithelioma": (_BCC, _NONE),
     "basalioma": (_BCC, _NONE), "rodent ulcer": (_BCC, _NONE), "bcc": (_BCC, _NONE), "bccs": (_BCC, _NONE),
+    **{f"{kind} {name}": (_BCC, _sub(sub)) for kind, sub in (
+        ("nodular", "nodular"), ("superficial", "superficial"), ("pigmented", "pigmented"),
+        ("morpheaform", "morpheaform"), ("morpheiform", "morpheaform"), ("sclerosing", "morpheaform"),
+        ("infiltrative", "infiltrative")) for name in ("basal cell carcinoma", "bcc")},
     "squamous cell carcinoma": (_SCC, _NONE), "squamous cell carcinomas": (_SCC, _NONE),
     "squamous cell cancer": (_SCC, _NONE), "keratoacanthoma": (_SCC, _NONE),
     "scc": (_SCC, _NONE), "sccs": (_SCC, _NONE),
@@ -195,6 +199,7 @@ MALIGNANCY_TERMS = {
     "benign": "benign", "harmless": "benign", "non cancerous": "benign", "noncancerous": "benign",
     "non malignant": "benign", "nonmalignant": "benign",
     "premalignant": "premalignant", "pre malignant": "premalignant", "precancerous": "premalignant",
+    "malignant potential": "premalignant",
     "pre cancerous": "premalignant", "potentially malignant": "premalignant",
 }
 
@@ -214,8 +219,8 @@ AGE_GROUP_TERMS = {
     "nonagenarian": (90, 99), "centenarian": (100, 130),
 }
 
-# Site phrase -> canonical site (section 3). Words whose site is ambiguous (shoulder, hip, groin,
-# axilla, heel, limb) are left out on purpose: naming them claims nothing.
+# Site phrase -> canonical site (section 3). Words that straddle two branches of the hierarchy
+# are in AMBIGUOUS_SITE_TERMS instead.
 SITE_TERMS = {
     "head/neck": "head/neck", "head and neck": "head/neck", "head neck": "head/neck",
     "head & neck": "head/neck", "head": "head/neck",
@@ -228,7 +233,7 @@ SITE_TERMS = {
     "ear": "ear", "ears": "ear", "earlobe": "ear", "ear lobe": "ear", "auricle": "ear",
     "auricular": "ear", "pinna": "ear", "helix": "ear", "retroauricular": "ear",
     "neck": "neck", "nape": "neck", "nape of the neck": "neck", "back of the neck": "neck", "nuchal": "neck",
-    "trunk": "trunk", "torso": "trunk", "anterior torso": "trunk", "lateral torso": "trunk",
+    "trunk": "trunk", "truncal": "trunk", "torso": "trunk", "anterior torso": "trunk", "lateral torso": "trunk",
     "flank": "trunk", "flanks": "trunk",
     "chest": "chest", "breast": "chest", "breasts": "chest", "thorax": "chest", "thoracic": "chest",
     "sternum": "chest", "sternal": "chest", "pectoral": "chest",
@@ -272,6 +277,25 @@ SITE_TERMS = {
     "gingival": "oral mucosa", "palate": "oral mucosa",
 }
 
+# Site words that straddle branches of the hierarchy -> every canonical site they may denote. Such
+# a word is consistent when one reading names the recorded site or an ancestor of it (a shoulder
+# lesion recorded as "upper extremity" or as "trunk"), unsupported when every compatible reading
+# is more specific than the record (heel, recorded "lower extremity"), contradicted otherwise.
+AMBIGUOUS_SITE_TERMS = {
+    **dict.fromkeys(("shoulder", "shoulders"), ("upper extremity", "trunk")),
+    **dict.fromkeys(("hip", "hips"), ("trunk", "buttock", "lower extremity")),
+    **dict.fromkeys(("groin", "groins", "inguinal"), ("genital", "lower extremity", "trunk")),
+    **dict.fromkeys(("axilla", "axillae", "axillary", "armpit", "armpits"), ("trunk", "upper extremity")),
+    **dict.fromkeys(("heel", "heels"), ("foot", "acral")),
+    **dict.fromkeys(("limb", "limbs", "extremity", "extremities"), ("upper extremity", "lower extremity")),
+    **dict.fromkeys(("nail", "nails", "nail bed", "nail fold", "subungual", "periungual"),
+                    ("hand", "foot", "acral")),
+    **dict.fromkeys(("digit", "digits"), ("hand", "foot")),
+    **dict.fromkeys(("mucosa", "mucosal", "mucous membrane", "mucous membranes"), ("oral mucosa", "genital")),
+    **dict.fromkeys(("perianal", "anus", "anal"), ("genital", "buttock")),
+    **dict.fromkeys(("pubic", "pubis"), ("genital", "trunk")),
+}
+
 MODALITY_TERMS = {
     **dict.fromkeys(("dermoscopic", "dermoscopy", "dermoscopically", "dermatoscopic", "dermatoscopy",
                      "dermatoscopically", "dermoscope", "dermatoscope", "epiluminescence",
@@ -300,6 +324,11 @@ CONFIRMATION_TERMS = {
 FINDING_TERMS = {
     "pigment network": ("pigment_network", None), "pigment networks": ("pigment_network", None),
     "pigmented network": ("pigment_network", None), "network": ("pigment_network", None),
+    "regular network": ("pigment_network", "typical"), "regular pigment network": ("pigment_network", "typical"),
+    "irregular network": ("pigment_network", "atypical"),
+    "irregular pigment network": ("pigment_network", "atypical"),
+    "reticular pattern": ("pigment_network", None), "reticulated pattern": ("pigment_network", None),
+    "reticular lines": ("pigment_network", None), "globular pattern": ("dots_and_globules", None),
     "streaks": ("streaks", None), "streak": ("streaks", None), "pseudopods": ("streaks", None),
     "pseudopodia": ("streaks", None), "radial streaming": ("streaks", None),
     "dots and globules": ("dots_and_globules", None), "dots/globules": ("dots_and_globules", None),
@@ -309,6 +338,7 @@ FINDING_TERMS = {
     "blue whitish veil": ("blue_whitish_veil", None), "blue white veil": ("blue_whitish_veil", None),
     "bluish white veil": ("blue_whitish_veil", None), "whitish blue veil": ("blue_whitish_veil", None),
     "blue whitish structures": ("blue_whitish_veil", None), "veil": ("blue_whitish_veil", None),
+    "blue veil": ("blue_whitish_veil", None), "bluish veil": ("blue_whitish_veil", None),
     "regression structures": ("regression_structures", None),
     "regression structure": ("regression_structures", None),
     "regressive structures": ("regression_structures", None),
@@ -328,8 +358,10 @@ FINDING_TERMS = {
     "asymmetrical": ("asymmetry", "present"), "asymmetrically": ("asymmetry", "present"),
     "elevation": ("elevation", None), "flat": ("elevation", "flat"), "macule": ("elevation", "flat"),
     "macular": ("elevation", "flat"), "palpable": ("elevation", "palpable"),
-    "papule": ("elevation", "palpable"), "papular": ("elevation", "palpable"),
-    "plaque": ("elevation", "palpable"), "nodule": ("elevation", "nodular"),
+    "macules": ("elevation", "flat"), "papule": ("elevation", "palpable"),
+    "papules": ("elevation", "palpable"), "papular": ("elevation", "palpable"),
+    "plaque": ("elevation", "palpable"), "plaques": ("elevation", "palpable"),
+    "nodule": ("elevation", "nodular"), "nodules": ("elevation", "nodular"),
     "nodular": ("elevation", "nodular"), "raised": ("elevation", "present"),
     "elevated": ("elevation", "present"),
     "colors": ("colors", None), "color": ("colors", None),
@@ -341,7 +373,7 @@ FINDING_TERMS = {
     "pruritus": ("itch", None), "pruritic": ("itch", None),
     "bleeding": ("bleeding", None), "bleeds": ("bleeding", None), "bled": ("bleeding", None),
     "bleed": ("bleeding", None),
-    "pain": ("pain", None), "painful": ("pain", None), "tender": ("pain", None),
+    "pain": ("pain", None), "painful": ("pain", None), "painless": ("pain", "absent"), "tender": ("pain", None),
     "tenderness": ("pain", None),
     "growth": ("growth", None), "growing": ("growth", None), "grown": ("growth", None),
     "grew": ("growth", None), "enlarging": ("growth", None), "enlarged": ("growth", None),
@@ -380,12 +412,23 @@ FINDING_VALUE_WORDS = {
     "within regression structures": ("within regression", ("vascular_structures",)),
 }
 
-# Color phrase -> section-4 color; "brown" alone means light or dark brown.
+# Color phrase -> section-4 color; "brown" alone means light or dark brown. Shades outside the
+# six colors are read as the color they are scored as (pink as red, blue or gray as blue-gray).
 COLOR_TERMS = {
-    "white": "white", "red": "red", "light brown": "light brown", "dark brown": "dark brown",
-    "brown": "brown", "blue gray": "blue-gray", "bluish gray": "blue-gray", "gray blue": "blue-gray",
-    "black": "black",
+    "white": "white", "whitish": "white", "red": "red", "reddish": "red", "pink": "red",
+    "pinkish": "red", "light brown": "light brown", "tan": "light brown", "dark brown": "dark brown",
+    "brown": "brown", "brownish": "brown", "blue gray": "blue-gray", "bluish gray": "blue-gray",
+    "gray blue": "blue-gray", "blue": "blue-gray", "bluish": "blue-gray", "gray": "blue-gray",
+    "grayish": "blue-gray", "slate gray": "blue-gray", "black": "black", "blackish": "black",
 }
+# "white man", "black patient": colour words that describe the person, not the lesion. The ones
+# naming a man or woman still state the sex.
+_PEOPLE = {"man": "male", "men": "male", "male": "male", "gentleman": "male", "boy": "male",
+           "woman": "female", "women": "female", "female": "female", "lady": "female", "girl": "female",
+           "patient": None, "patients": None, "person": None, "individual": None, "people": None,
+           "adult": None, "child": None, "skin": None, "skinned": None, "race": None,
+           "population": None, "ethnicity": None, "american": None, "british": None}
+RACE_PHRASES = {f"{color} {noun}": sex for color in ("white", "black", "brown") for noun, sex in _PEOPLE.items()}
 
 # Section-4 names as written in notes (report labels and template phrases).
 FINDING_LABELS = {

@@ -1,12 +1,47 @@
 """Hallucination check of a note against its case record (CONTRACT section 5).
 
-The note is lower-cased, hyphens become spaces, and one precompiled regex turns it into a stream
-of events: vocabulary mentions (diagnosis, malignancy, sex, age, site, Fitzpatrick type,
-modality, confirmation, findings, colors), value words ("atypical", "dotted"), and the cue words
-that scope negation or mark a field as unassessed. Each clause (sentence, semicolon, line) is
-resolved on its own, and every claim left is compared with the record. A field the record has as
-null or missing supports no claim, so any claim on it is "unsupported"; a claim that conflicts
-with a known value is "contradicted".
+The note is lower-cased, hyphens become spaces, and it is cut into clauses (sentence, semicolon,
+line). One precompiled regex turns each clause into a stream of events: vocabulary mentions
+(diagnosis, malignancy, sex, age, site, Fitzpatrick type, modality, confirmation, findings,
+colors), value words ("atypical", "dotted"), and the cue words that scope negation, hedges or
+mark a field as unassessed. Every claim left is compared with the record. A field the record has
+as null or missing supports no claim, so any claim on it, affirmed or denied, is "unsupported";
+a claim that conflicts with a known value is "contradicted".
+
+Reading rules beyond CONTRACT sections 2-5, where the contract leaves the wording open:
+- Negation reaches diagnoses, malignancy, findings and colors across its clause ("no streaks,
+  dots or veil"); it reaches site, age, sex, Fitzpatrick type, modality and confirmation only
+  when it stands right before them ("not on the face or neck", "not a man", "not confirmed by
+  biopsy"), since "no ulceration on the back" still places the lesion on the back. Pronouns are
+  never negated ("she denies itching" is a woman).
+- A denied site is contradicted when it names the recorded site or an ancestor ("not on the
+  head", recorded face) and unsupported when it is more specific than the record.
+- Weak hedges ("possible", "suspicious for", "may be", "rule out") and "cannot be excluded" make
+  no claim: they say what is being considered, not what the lesion is, and an excised nevus
+  often was suspicious for melanoma. Committed wording ("probable", "likely", "consistent
+  with") is read as a claim.
+- "dermoscopic features / criteria / pattern / structures" describe findings, not the image, so
+  they claim no modality (Derm7pt scores dermoscopic criteria on its clinical images too).
+- "a growth" (a determiner before it) is the lesion, not the growth finding; "recent growth",
+  "growth: present" or "has grown" are the finding.
+- Colour words that describe a person ("white man", "black patient") are not lesion colors.
+- Site words that straddle the hierarchy (shoulder, hip, groin, heel, limb, nail) are checked
+  against each site they may denote (ontology.AMBIGUOUS_SITE_TERMS).
+- Ages are read as numbers, words, ranges ("aged 45-50"), decades ("in her sixties", "in the
+  seventh decade"), bounds ("over 60 years old") and age-group words ("elderly").
+- "non" negates only the word joined to it ("a non-ulcerated papule" still claims a papule);
+  "the network is not atypical" denies the value; "streaks were absent, as was a veil" carries
+  the state across "as was"; a colon ends a negation ("not a benign lesion: a melanoma"), and so
+  does "and" before a finding with a value ("no streaks and irregular globules").
+- A named subtype the record does not hold ("nodular BCC" for a recorded "basal cell
+  carcinoma") is an unsupported diagnosis, like "blue nevus" for a plain nevus. The record's own
+  diagnosis term, quoted in the note, claims nothing beyond itself ("nodular melanoma" claims no
+  elevation for its own record).
+
+Caching: a clause's claims depend only on its text (and, when the clause contains it, the
+record's diagnosis term), so they are kept per clause; generated notes repeat clauses across
+records, which makes verifying a corpus mostly a dictionary lookup plus the comparison with
+each record. Records without findings are read once per distinct combination of fields.
 
     python -m dermjax.notes.verify --in CASES.jsonl --out VERDICTS.jsonl
 """
@@ -24,7 +59,7 @@ from dataclasses import asdict, dataclass, field
 
 from dermjax.notes import ontology as O
 
-__all__ = ["Violation", "VerifyResult", "verify", "known_fields", "main"]
+__all__ = ["Violation", "VerifyResult", "verify", "known_fields", "finding_state", "main"]
 
 
 @dataclass(frozen=True)
@@ -71,8 +106,39 @@ def _canonical_site(x):
     return _LEX_SITES.get(_normalize(s))
 
 
+_KNOWN_KEYS = ("diagnosis_group", "diagnosis", "malignancy", "age", "sex", "body_site", "fitzpatrick",
+               "modality", "confirmation")
+_KNOWN_CACHE: dict = {}
+
+
 def known_fields(record: dict) -> dict:
     """The record's fields in canonical form, None where unknown (CONTRACT section 1)."""
+    return dict(_known(record))
+
+
+def _known(record: dict) -> dict:
+    """known_fields without the copy, for callers that only read it. Records without findings
+    (every record of the big metadata-only sets) repeat a small set of field combinations, so
+    their reading is cached by those fields."""
+    findings = record.get("findings")
+    if findings:
+        return _read_fields(record)
+    get = record.get
+    key = (get("diagnosis_group"), get("diagnosis"), get("malignancy"), get("age"), get("sex"),
+           get("body_site"), get("fitzpatrick"), get("modality"), get("confirmation"), type(findings))
+    try:
+        known = _KNOWN_CACHE.get(key)
+    except TypeError:  # an unhashable field value: read it without the cache
+        return _read_fields(record)
+    if known is None:
+        known = _read_fields(record)
+        if len(_KNOWN_CACHE) >= 1 << 16:
+            _KNOWN_CACHE.clear()
+        _KNOWN_CACHE[key] = known
+    return known
+
+
+def _read_fields(record: dict) -> dict:
     group = _word(record.get("diagnosis_group"))
     diagnosis = record.get("diagnosis") if isinstance(record.get("diagnosis"), str) else None
     if diagnosis is not None and not diagnosis.strip():
@@ -116,28 +182,43 @@ _TRANS = str.maketrans({"-": " ", "\u2010": " ", "\u2011": " ", "\u2013": " ", "
                         "_": " ", "\u2019": "'", "\u2018": "'", "\t": " ", "\r": " ",
                         "\f": " ", "\v": " "})
 _SPACES = re.compile(r" {2,}")
+_RARE = re.compile("[\u2010\u2011\u2013\u2212_\u2019\u2018\t\r\f\v]")
 
 
 def _normalize(text: str) -> str:
-    return _SPACES.sub(" ", text.lower().translate(_TRANS))
+    # str.replace for the common hyphen; the translation table only when rarer characters occur.
+    text = text.lower().replace("-", " ")
+    if _RARE.search(text) is not None:
+        text = text.translate(_TRANS)
+    return _SPACES.sub(" ", text) if "  " in text else text
 
 
 # Negation and scope cues. "both" cues negate forward ("no streaks") or backward ("streaks:
 # absent") depending on whether a negatable mention follows them in the clause.
 _CUES = {
-    "pre": ("not", "without", "absence of", "lack of", "lacks", "lacking", "lacked", "free of",
+    # "non" binds the word it is joined to ("non-ulcerated papule"), nothing further.
+    "non": ("non",),
+    "pre": ("not", "without", "no history of", "no previous history of", "no prior history of",
+            "absence of", "lack of", "lacks", "lacking", "lacked", "free of",
             "negative for", "neither", "nor", "never", "denies", "denied", "rather than",
             "instead of"),
-    "both": ("no", "none", "absent", "negative", "nil", "ruled out", "rule out", "rules out",
+    "both": ("no", "none", "absent", "negative", "nil", "ruled out", "rules out",
              "excluded", "exclude", "excludes", "unlikely"),
     "post": ("not seen", "not present", "not observed", "not identified", "not detected",
              "not visible", "not evident", "not noted", "not found", "not appreciated",
-             "not apparent"),
+             "not apparent", "not performed", "not done", "not involved"),
     # Hedges state nothing either way, so they drop the mention like "not assessed" does.
     "hedge": ("cannot be excluded", "cannot be ruled out", "can not be excluded",
               "can not be ruled out", "can't be excluded", "can't be ruled out", "cannot exclude",
               "cannot rule out", "not excluded", "not ruled out", "could not be excluded",
               "could not be ruled out", "to rule out", "to exclude"),
+    # Weak hedges scope forward only: "possible melanoma", "suspicious for BCC or SCC".
+    "weak": ("possible", "possibly", "suspicious for", "suspicious of", "suspected", "suspect",
+             "suspicion of", "suspicion for", "concerning for", "worrisome for", "worrying for",
+             "query", "questionable", "equivocal", "may be", "might be", "could be",
+             "may represent", "might represent", "could represent", "rule out", "uncertain"),
+    # "streaks were absent, as was a veil": the mention after it takes the state of the one before.
+    "ditto": ("as was", "as were", "as is", "as are", "and so was", "and so were"),
     # Comparisons, prognosis and history name diagnoses that are not this lesion's ("may progress
     # to SCC", "unlike melanoma"); they drop diagnosis and malignancy mentions only, since
     # "a history of bleeding" still describes the lesion.
@@ -149,6 +230,9 @@ _CUES = {
               "distinguished from", "mimic", "mimics", "mimicking", "resemble", "resembles",
               "resembling", "simulating", "history of", "versus", "vs", "compared with",
               "compared to"),
+    # Other people's and earlier lesions, forward only ("her mother had melanoma").
+    "asidefwd": ("family history", "mother", "father", "sister", "brother", "sibling", "siblings",
+                 "parent", "parents", "relative", "relatives", "previous", "previously", "prior"),
     "unk": ("not assessed", "not evaluated", "not recorded", "not documented", "not reported",
             "not available", "not known", "not stated", "not specified", "not determined",
             "not applicable", "not examined", "unknown", "unspecified", "undetermined",
@@ -168,9 +252,19 @@ _CUES = {
     # Phrases consumed so that their words are not read as cues or mentions.
     "neutral": ("malignancy:", "consistent with", "compatible with", "in keeping with",
                 "in line with", "on the other hand", "on one hand", "at hand", "first hand",
-                "hand held", "handheld", "came back", "come back", "comes back", "back to",
-                "back and forth", "face to face", "fitzpatrick scale", "skin type", "phototype"),
+                "second hand", "by hand", "hand in hand", "hand held", "handheld", "came back",
+                "come back", "comes back", "coming back", "went back", "go back", "goes back",
+                "grew back", "grow back", "grows back", "growing back", "call back", "called back",
+                "look back", "looking back", "brought back", "sent back", "back home", "back then",
+                "back to", "back and forth", "face to face", "on the face of it", "in the face of",
+                "head to toe", "fitzpatrick scale", "skin type", "phototype",
+                *(f"{d} {noun}" for d in ("dermoscopic", "dermatoscopic")
+                  for noun in ("feature", "features", "criteria", "criterion", "pattern", "patterns",
+                               "structure", "structures", "finding", "findings", "sign", "signs",
+                               "clue", "clues", "score", "algorithm", "checklist", "appearance",
+                               "characteristics"))),
 }
+_PRONOUNS = frozenset(("he", "him", "his", "himself", "she", "her", "hers", "herself"))
 
 
 def _build_lexicon() -> dict:
@@ -181,20 +275,26 @@ def _build_lexicon() -> dict:
             old = lex.setdefault(variant, entry)
             if old != entry:
                 raise ValueError(f"vocabulary phrase {variant!r} has two meanings: {old} and {entry}")
+            if re.search(r"[.;!?](?:\s|$)|\n", variant):
+                raise ValueError(f"vocabulary phrase {variant!r} would be cut at a clause break")
 
     for kind, phrases in _CUES.items():
         for p in phrases:
-            add(p, (kind, None, None))
+            add(p, (kind, p, None))
     for p, (group, subs) in O.DIAGNOSIS_TERMS.items():
         add(p, ("dx", group, subs))
     for p, v in O.MALIGNANCY_TERMS.items():
         add(p, ("mal", v, None))
     for p, v in O.SEX_TERMS.items():
-        add(p, ("sex", v, None))
+        add(p, ("sex", v, "pron" if p in _PRONOUNS else None))
+    for p, v in O.RACE_PHRASES.items():
+        add(p, ("sex", v, None) if v else ("neutral", p, None))
     for p, (lo, hi) in O.AGE_GROUP_TERMS.items():
         add(p, ("age", (lo, hi + 0.999), p))
     for p, v in O.SITE_TERMS.items():
         add(p, ("site", v, None))
+    for p, v in O.AMBIGUOUS_SITE_TERMS.items():
+        add(p, ("site", tuple(v), None))
     for p, v in O.MODALITY_TERMS.items():
         add(p, ("mod", v, None))
     for p, v in O.CONFIRMATION_TERMS.items():
@@ -230,7 +330,7 @@ def _trie_regex(words) -> str:
 
 
 _LEX = _build_lexicon()
-_LEX_SITES = {p: v[1] for p, v in _LEX.items() if v[0] == "site"}
+_LEX_SITES = {p: v[1] for p, v in _LEX.items() if v[0] == "site" and isinstance(v[1], str)}
 
 _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6}
 _UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -247,27 +347,47 @@ _ORDINALS = {w: i for i, w in enumerate(
     "first second third fourth fifth sixth seventh eighth ninth tenth".split())}
 
 _NUM = r"(?:\d{1,3}(?:\.\d+)?|" + _trie_regex(_NUM_WORDS) + r")(?![a-z0-9])"
+# "45 50" (a hyphen, normalized away), "45 to 50", "45/50", "forty to fifty".
+_RANGE = rf"(?:\d{{1,3}}(?![0-9]) ?(?:(?:to|and|or) |/ ?)?\d{{1,3}}(?![a-z0-9.])|{_NUM} (?:to|and|or) {_NUM})"
 _APPROX = r"(?:about|around|approximately|approx\.?|roughly|circa|nearly|almost|~)"
+_BOUND = r"(?:over|above|older than|more than|under|below|younger than|less than)"
+_YEARS_OLD = r" ?(?:years?|yrs?|y) ?(?:old|of age)(?![a-z])"
+_NOT_A_UNIT = r"(?! ?(?:mm|cm|%|months?|weeks?|days?)(?![a-z]))"
 _R = r"(?:vi|iv|v|i{1,3}|[1-6])"
 # Every mention starts a word, so one shared lookbehind guards the fitz, age and lexicon branches;
 # inside words the scan then fails after a single test.
 _FITZ = (r"(?:fitzpatrick(?: skin)?(?: photo ?type| type| scale| class| grade)?"
-         r"|(?:skin )?photo ?type|skin type)(?: is| was|:| of)? (?:type )?"
+         r"|fst|(?:skin )?photo ?type|skin type)(?: is| was|:| of)? (?:type )?"
          rf"(?P<f1>{_R})(?:(?: to | or |/| )(?P<f2>{_R}))?(?![a-z0-9])"
          rf"|type (?P<f3>{_R}) skin(?![a-z0-9])")
 _DECADE = "|".join(_DECADE_WORDS) + r"|[1-9]0 ?'?s"
-_AGE = (rf"(?:(?P<ap1>{_APPROX}) ?)?(?P<a1>{_NUM}) ?(?:years?|yrs?|y) ?(?:old|of age)(?![a-z])"
+_AGE = (rf"(?:aged|ages|age range|age)(?: is| was|:)? (?:between )?(?P<rg1>{_RANGE}){_NOT_A_UNIT}"
+        r"(?: ?(?:years?|yrs?)(?: old| of age)?(?![a-z]))?"
+        rf"|(?:between )?(?P<rg2>{_RANGE}){_YEARS_OLD}"
+        rf"|(?:aged|age) (?P<bd1>{_BOUND}) (?P<bn1>{_NUM}){_NOT_A_UNIT}(?: ?(?:years?|yrs?)(?: old| of age)?(?![a-z]))?"
+        rf"|(?P<bd2>{_BOUND}) (?P<bn2>{_NUM}){_YEARS_OLD}"
+        rf"|(?:(?P<ap1>{_APPROX}) ?)?(?P<a1>{_NUM}){_YEARS_OLD}"
         r"|(?P<a3>\d{1,3}) ?(?:y/o|yo)(?![a-z])"
         rf"|(?:at the age of|at age|aged|age of|age)(?: is| was|:)? (?:(?P<ap2>{_APPROX}) )?"
-        rf"(?P<a2>{_NUM})(?! ?(?:mm|cm|%|months?|weeks?|days?)(?![a-z]))"
+        rf"(?P<a2>{_NUM}){_NOT_A_UNIT}"
         # The lookahead keeps the four lookbehinds from running at every word.
         rf"|(?=(?:early |mid |late )?(?:{_DECADE}))(?:(?<=in his )|(?<=in her )|(?<=in their )|(?<=in the ))"
         rf"(?:(?P<dq>early|mid|late) )?(?P<dec>{_DECADE})(?![a-z])"
         r"|(?P<ord>" + "|".join(_ORDINALS) + r") decade")
+# First letters of every age and Fitzpatrick form: without these guards the age branches are
+# tried one by one at every word start, which was most of the scanning time.
+_AGE_START = (r"(?=[0-9~]|(?:age|between|over|above|older|more|under|below|younger|less|about|around|"
+              r"approx|roughly|circa|nearly|almost|at |early|mid|late|first|second|third|fourth|fifth|"
+              r"sixth|seventh|eighth|ninth|tenth|teens|twent|thirt|fort|fift|six|seven|eight|nine|zero|"
+              r"one|two|three|four|five|ten|eleven|twelve))")
+_FITZ_START = r"(?=fitz|fst|skin|photo|type)"
 _MASTER = re.compile(
-    rf"(?<![a-z0-9])(?:(?P<fitz>{_FITZ})|(?P<age>{_AGE})"
+    rf"(?<![a-z0-9])(?:{_FITZ_START}(?P<fitz>{_FITZ})|{_AGE_START}(?P<age>{_AGE})"
     rf"|(?P<lex>{_trie_regex(_LEX)}(?![a-z0-9])))"
-    r"|(?P<brk>[.;!?](?=\s|$)|\n|\u2014|\u2022)|(?P<comma>,)")
+    r"|(?P<comma>,)")
+# Clause breaks: sentence ends (not the dot of "approx."), semicolons, lines, dashes, bullets.
+# It opens with a character class so the regex engine skips ahead to candidate characters.
+_CLAUSE = re.compile("[.;!?\n\u2014\u2022](?:(?<=[\n\u2014\u2022])|(?=\\s|$))(?<!approx\\.)")
 # What may separate two items of one list across a comma ("no veil, streaks or dots"); anything
 # longer ("rather than melanoma, this is a nevus") starts a new statement.
 _LIST_GAP = re.compile(r" ?(?:(?:and|or|nor|and/or) )?(?:(?:a|an|the|any) )?")
@@ -275,15 +395,62 @@ _LIST_GAP = re.compile(r" ?(?:(?:and|or|nor|and/or) )?(?:(?:a|an|the|any) )?")
 _FILLER = re.compile(r"[\s:,()=]*(?:(?:is|are|was|were|appears?|appeared|seems?|looks?|being|mostly|"
                      r"predominantly|rather|somewhat)[\s:,()]*)*")
 
+# Text allowed between a negation cue and the site, age, sex, ... mention it denies.
+def _gap(words: str):
+    return re.compile(rf"(?: (?:{words}))* ?")
+
+
+_TIGHT_GAP = {
+    "site": _gap("located|situated|found|seen|present|arising|occurring|lying|sited|involving|"
+                 "affecting|on|in|at|over|of|from|near|the|a|an|his|her|their|its|left|right|upper|"
+                 "lower|mid|middle|anterior|posterior|lateral|medial|central|dorsal|ventral|"
+                 "proximal|distal|inner|outer"),
+    "age": _gap("a|an|in|his|her|their|the|yet"),
+    "sex": _gap("a|an|the"),
+    "fitz": _gap("a|an|of|skin"),
+    "mod": _gap("a|an|the|by|with|under|on|using|via|through|taken|imaged|seen|examined|assessed|"
+                "evaluated|performed|obtained|photographed"),
+    "conf": _gap("a|an|the|any|by|with|on|via|through|histologically|histopathologically|yet|been|"
+                 "confirmed|proven|verified|established|diagnosis"),
+}
+# Between two denied mentions of one list: "not on the face, neck or scalp".
+_TIGHT_LIST = re.compile(r" ?(?:(?:or|nor|and|and/or) )?(?:(?:on|in|at|over|the|a|an|his|her|their) )*")
+_POST_GAP = re.compile(r":?(?: (?:is|was|are|were|been|has|have|examination|exam|imaging|image|evaluation|"
+                       r"assessment))* ?")
+# "a growth", "this pigmented growth": the lesion itself. Words that make it the finding
+# ("a recent growth") may not stand between the determiner and the noun.
+_GROWTH_NOUN = re.compile(
+    r"(?<![a-z])(?P<det>a|an|this|that|the|one|another|each|same)"
+    r"(?: (?!(?:recent|rapid|rapidly|progressive|slow|slowly|gradual|steady|continued|continuing|"
+    r"ongoing|further|documented|noticeable|significant|marked|some|any|no|visible|evident|"
+    r"accelerated|sudden|radial|vertical|peripheral|and|or|nor|but|of|with|without|in|on|at|to|"
+    r"for|by|from|is|are|was|were|has|have|had|shows?|lesion|surface|shape|network|structures?|"
+    r"veil|vessels)(?![a-z]))[a-z]+){0,2} $")
+
 
 class _Ev:
-    __slots__ = ("k", "s", "e", "a", "b", "neg")
+    __slots__ = ("k", "s", "e", "a", "b", "neg", "t")
 
     def __init__(self, k, s, e, a=None, b=None):
-        self.k, self.s, self.e, self.a, self.b, self.neg = k, s, e, a, b, None
+        self.k, self.s, self.e, self.a, self.b, self.neg, self.t = k, s, e, a, b, None, None
 
 
 _EXACT = "exact"  # marks the record's own diagnosis term found verbatim in the note
+
+
+def _age_number(word: str) -> float:
+    return float(_NUM_WORDS[word]) if word in _NUM_WORDS else float(word)
+
+
+def _parse_range(text: str):
+    for sep in (" to ", " and ", " or ", "/"):
+        if sep in text:
+            a, b = text.split(sep, 1)
+            break
+    else:
+        a, b = text.split(" ", 1)
+    lo, hi = _age_number(a.strip()), _age_number(b.strip())
+    return min(lo, hi), max(lo, hi)
 
 
 def _age_event(m, s, e) -> _Ev:
@@ -303,8 +470,17 @@ def _age_event(m, s, e) -> _Ev:
     if g("ord") is not None:
         lo = _ORDINALS[g("ord")] * 10
         return _Ev("age", s, e, (lo, lo + 9.999), f"{lo}-{lo + 9}")
-    num = g("a1") or g("a2") or g("a3")
-    n = _NUM_WORDS[num] if num in _NUM_WORDS else float(num)
+    rng = g("rg1") or g("rg2")
+    if rng is not None:
+        lo, hi = _parse_range(rng)
+        return _Ev("age", s, e, (lo, hi + 0.999), f"{lo:g}-{hi:g}")
+    bound = g("bd1") or g("bd2")
+    if bound is not None:
+        n = _age_number(g("bn1") or g("bn2"))
+        if bound in ("over", "above", "older than", "more than"):
+            return _Ev("age", s, e, (n, 200.0), f"over {n:g}")
+        return _Ev("age", s, e, (0.0, n), f"under {n:g}")
+    n = _age_number(g("a1") or g("a2") or g("a3"))
     if g("ap1") or g("ap2"):
         return _Ev("age", s, e, (n - 5, n + 5), f"about {n:g}")
     return _Ev("age", s, e, (n - 0.999, n + 0.999), f"{n:g}")
@@ -316,17 +492,22 @@ def _roman(x: str) -> int:
 
 def _scan(text: str) -> list:
     events = []
+    lex = _LEX
     for m in _MASTER.finditer(text):
         kind = m.lastgroup
         s, e = m.span()
         if kind == "lex":
-            k, a, b = _LEX[m.group()]
-            if k != "neutral":
-                events.append(_Ev(k, s, e, a, b))
+            word = m.group()
+            k, a, b = lex[word]
+            if k == "neutral":
+                continue
+            if word == "growth":
+                g = _GROWTH_NOUN.search(text[max(0, s - 48):s])
+                if g is not None and not (g.group("det") == "the" and text.startswith(" of ", e)):
+                    continue
+            events.append(_Ev(k, s, e, a, b))
         elif kind == "comma":
             events.append(_Ev("comma", s, e))
-        elif kind == "brk":
-            events.append(_Ev("brk", s, e))
         elif kind == "age":
             events.append(_age_event(m, s, e))
         else:
@@ -340,18 +521,17 @@ def _scan(text: str) -> list:
 _DIAG_CACHE: dict = {}
 
 
-def _diagnosis_info(diagnosis):
-    """(regex for the term as written, its subtype keys), cached per distinct diagnosis."""
-    info = _DIAG_CACHE.get(diagnosis)
+def _diagnosis_info(norm: str):
+    """(regex for the normalized term as written, its subtype keys), cached per diagnosis."""
+    info = _DIAG_CACHE.get(norm)
     if info is None:
-        norm = _normalize(diagnosis).strip() if diagnosis else ""
         if not norm:
             info = (None, frozenset())
         else:
             subs = frozenset().union(*[ev.b for ev in _scan(norm) if ev.k == "dx"])
             info = (re.compile(r"(?<![a-z0-9])" + re.escape(norm) + r"(?![a-z0-9])"), subs)
         if len(_DIAG_CACHE) < 10000:
-            _DIAG_CACHE[diagnosis] = info
+            _DIAG_CACHE[norm] = info
     return info
 
 
@@ -372,14 +552,19 @@ def _mark_diagnosis(events: list, text: str, pattern) -> list:
 # Resolving one clause into claims.
 
 _NEGATABLE = {"dx": 0, "mal": 0, "find": 1, "color": 1}  # value = list category for comma runs
+# Mentions that only a cue right before them denies (see the module docstring).
+_TIGHT = frozenset(("site", "age", "sex", "fitz", "mod", "conf"))
 # Two-way cues become their forward or backward form; each form sets a scope mode: "neg"
 # negates, "unk" and "aside" drop the mention (aside: diagnosis and malignancy only).
 _TWO_WAY = {"both": ("pre", "post"), "hedge": ("unkf", "unk"), "aside": ("asidef", "asideb")}
-_FWD_MODE = {"pre": "neg", "unkf": "unk", "asidef": "aside"}
+_FWD_MODE = {"pre": "neg", "unkf": "unk", "asidef": "aside", "weak": "unk", "asidefwd": "aside"}
 _BWD_MODE = {"post": "neg", "unk": "unk", "asideb": "aside"}
-_FWD_STOP = {"term", "pos", "post", "unk", "asideb", "brk"}
-_BWD_STOP = {"term", "pos", "pre", "unkf", "asidef", "val"}
-_SCOPE_END = {"term", "comma", "pos", "post", "pre", "both", "unk", "hedge", "aside", "brk"}
+_FWD_STOP = {"term", "pos", "post", "unk", "asideb", "used", "ditto"}
+_BWD_STOP = {"term", "pos", "pre", "unkf", "asidef", "weak", "asidefwd", "val", "used", "ditto"}
+_SCOPE_END = {"term", "comma", "pos", "post", "pre", "both", "unk", "hedge", "aside", "weak",
+              "asidefwd", "used", "ditto"}
+_CONTRAST = frozenset(("but", "however", "although", "though", "whereas", "while", "yet", "except",
+                       "apart from", "aside from"))
 _CLAIMS = {"dx", "mal", "sex", "age", "site", "fitz", "mod", "conf", "find", "color"}
 
 
@@ -398,6 +583,51 @@ def _continues_list(evs: list, i: int, cat, text: str) -> bool:
             and _LIST_GAP.fullmatch(text, evs[i].e, nxt.s) is not None)
 
 
+_AND_ARTICLE = frozenset(("and a", "and an", "and the"))
+
+
+def _joins_list(evs: list, i: int, cat, text: str) -> bool:
+    """Whether the "and a" at evs[i] joins two bare mentions of one category, seen from the
+    backward pass (the mention after it already carries the scope)."""
+    if i == 0 or i + 1 >= len(evs):
+        return False
+    prv, nxt = evs[i - 1], evs[i + 1]
+    return (prv.k in _NEGATABLE and nxt.k in _NEGATABLE and _NEGATABLE[prv.k] == _NEGATABLE[nxt.k] == cat
+            and _bare(prv) and _bare(nxt) and not text[prv.e:evs[i].s].strip())
+
+
+def _tight_negation(evs: list, text: str) -> None:
+    """Deny site, age, sex, Fitzpatrick, modality and confirmation mentions that a cue stands
+    right before ("not on the face") or right after ("dermoscopy not performed"). A cue used
+    this way is spent, so it does not also negate what follows."""
+    n = len(evs)
+    for i, ev in enumerate(evs):
+        k = ev.k
+        if k not in _TIGHT or (k == "sex" and ev.b == "pron"):
+            continue
+        if i + 1 < n and evs[i + 1].k in _NEGATABLE and not text[ev.e:evs[i + 1].s].strip():
+            continue  # "no dermoscopic streaks": the cue is the finding's
+        # Pronouns ("not on his face") and, for confirmation, the confirming verb ("not
+        # confirmed by biopsy") may stand between the cue and the mention.
+        j = i - 1
+        while j >= 0 and ((evs[j].k == "sex" and evs[j].b == "pron") or (k == "conf" and evs[j].k == "confcue")):
+            j -= 1
+        if j >= 0:
+            p = evs[j]
+            if (p.k in ("pre", "non") or (p.k == "both" and p.a == "no")) and _TIGHT_GAP[k].fullmatch(text, p.e, ev.s):
+                ev.neg, p.k = "neg", "used"
+                continue
+            if (p.k == k and p.neg == "neg") and _TIGHT_LIST.fullmatch(text, p.e, ev.s):
+                ev.neg = "neg"
+                continue
+            if (p.k == "comma" and j > 0 and evs[j - 1].k == k and evs[j - 1].neg == "neg"
+                    and not text[evs[j - 1].e:p.s].strip() and _TIGHT_LIST.fullmatch(text, p.e, ev.s)):
+                ev.neg = "neg"
+                continue
+        if i + 1 < n and evs[i + 1].k == "post" and _POST_GAP.fullmatch(text, ev.e, evs[i + 1].s):
+            ev.neg, evs[i + 1].k = "neg", "used"
+
+
 def _resolve(evs: list, text: str) -> list:
     n = len(evs)
     # Value words qualify the finding named right after them, else right before them.
@@ -412,6 +642,11 @@ def _resolve(evs: list, text: str) -> list:
         elif (prv is not None and prv.k == "find" and prv.b is None and prv.a in ev.b
               and _FILLER.fullmatch(text, prv.e, ev.s)):
             prv.b = ev.a
+        elif (prv is not None and prv.k == "pre" and prv.a == "not" and i >= 2 and evs[i - 2].k == "find"
+              and evs[i - 2].b is None and evs[i - 2].a in ev.b
+              and _FILLER.fullmatch(text, evs[i - 2].e, prv.s) and not text[prv.e:ev.s].strip()):
+            # "the network is not atypical" denies the value, not the network.
+            evs[i - 2].b, evs[i - 2].neg, prv.k = ev.a, "neg", "used"
     # A finding named and then given by a value-bearing word ("asymmetry: symmetric",
     # "elevation: flat") is one mention.
     has_color = False
@@ -433,6 +668,12 @@ def _resolve(evs: list, text: str) -> list:
         if ev.k != "drop":
             live.append(ev)
     evs, n = live, len(live)
+    _tight_negation(evs, text)
+    for i, ev in enumerate(evs):
+        if ev.k == "non":
+            if i + 1 < n and evs[i + 1].k in _NEGATABLE and not text[ev.e:evs[i + 1].s].strip():
+                evs[i + 1].neg = "neg"
+            ev.k = "used"
     for i, ev in enumerate(evs):
         if ev.k in _TWO_WAY:
             ahead = False
@@ -443,24 +684,37 @@ def _resolve(evs: list, text: str) -> list:
                     ahead = True
                     break
             ev.k = _TWO_WAY[ev.k][0 if ahead else 1]
-    mode = cat = None
+    mode = cat = last = None
     for i, ev in enumerate(evs):
         k = ev.k
         if k in _FWD_MODE:
-            mode, cat = _FWD_MODE[k], None
+            mode, cat, last = _FWD_MODE[k], None, None
         elif k in _FWD_STOP:
-            mode = None
+            # "her mother had melanoma": verbs do not end an aside, only a contrast does.
+            if mode != "aside" or k != "term" or ev.a in _CONTRAST:
+                mode = None
         elif k == "comma":
             if mode is not None and not _continues_list(evs, i, cat, text):
                 mode = None
         elif mode is not None and k in _NEGATABLE and (mode != "aside" or k in ("dx", "mal")):
-            ev.neg, cat = mode, _NEGATABLE[k]
+            if mode == "neg" and last is not None and (
+                    ":" in text[last.e:ev.s]
+                    or (k == "find" and ev.b is not None and " and " in text[last.e:ev.s])):
+                # "not a benign lesion: a melanoma" restates after the colon; in "no streaks and
+                # irregular globules" the value affirms the second finding.
+                mode = None
+                continue
+            if ev.neg is None:
+                ev.neg = mode
+            cat, last = _NEGATABLE[k], ev
     mode = cat = None
     for i in range(n - 1, -1, -1):
         ev = evs[i]
         k = ev.k
         if k in _BWD_MODE:
             mode, cat = _BWD_MODE[k], None
+        elif k == "term" and mode is not None and ev.a in _AND_ARTICLE and _joins_list(evs, i, cat, text):
+            continue  # "streaks and a veil are not seen"
         elif k in _BWD_STOP:
             mode = None
         elif k == "comma":
@@ -470,8 +724,35 @@ def _resolve(evs: list, text: str) -> list:
             if ev.neg is None:
                 ev.neg = mode
             cat = _NEGATABLE[k]
+    for i, ev in enumerate(evs):
+        if ev.k == "ditto":
+            src = next((p for p in reversed(evs[:i]) if p.k in _NEGATABLE), None)
+            for nxt in evs[i + 1:]:
+                if nxt.k in _SCOPE_END:
+                    break
+                if nxt.k in _NEGATABLE and src is not None:
+                    nxt.neg = src.neg
     confirmed = any(ev.k == "confcue" for ev in evs)
     return [ev for ev in evs if ev.k in _CLAIMS and ev.neg in (None, "neg") and (ev.k != "conf" or confirmed)]
+
+
+_CLAUSE_CACHE: dict = {}
+_CLAUSE_CACHE_LIMIT = 1 << 18
+
+
+def _clause_claims(clause: str, key, pattern) -> tuple:
+    """The claims of one normalized clause, given the record's diagnosis pattern, stored in
+    the cache under `key`."""
+    events = _scan(clause)
+    if pattern is not None and events:
+        events = _mark_diagnosis(events, clause, pattern)
+    claims = tuple(_resolve(events, clause)) if events else ()
+    for ev in claims:
+        ev.t = clause[ev.s:ev.e]
+    if len(_CLAUSE_CACHE) >= _CLAUSE_CACHE_LIMIT:
+        _CLAUSE_CACHE.clear()
+    _CLAUSE_CACHE[key] = claims
+    return claims
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,7 +766,10 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def _check(claims: list, text: str, known: dict, diag_subs, out: list) -> None:
+_SCALAR_FIELDS = {"sex": "sex", "mod": "modality", "conf": "confirmation"}
+
+
+def _check(claims: tuple, known: dict, diag_subs, out: list) -> None:
     add = out.append
     group, diag = known["diagnosis_group"], known["diagnosis"]
     findings = known["findings"]
@@ -498,7 +782,7 @@ def _check(claims: list, text: str, known: dict, diag_subs, out: list) -> None:
                     fname = "diagnosis_group" if _normalize(diag).strip() == group else "diagnosis"
                     add(Violation(fname, "contradicted", "not " + diag, diag))
                 continue
-            name = ev.a if not ev.b else text[ev.s:ev.e]
+            name = ev.a if not ev.b else ev.t
             claimed = ("not " if neg else "") + name
             if group is None:
                 add(Violation("diagnosis_group", "unsupported", claimed, _UNKNOWN))
@@ -521,32 +805,57 @@ def _check(claims: list, text: str, known: dict, diag_subs, out: list) -> None:
                 add(Violation("malignancy", "unsupported", claimed, _UNKNOWN))
             elif neg == (ev.a == rec):
                 add(Violation("malignancy", "contradicted", claimed, rec))
-        elif k in ("sex", "mod", "conf"):
-            fname = {"sex": "sex", "mod": "modality", "conf": "confirmation"}[k]
+        elif k in _SCALAR_FIELDS:
+            fname = _SCALAR_FIELDS[k]
             rec = known[fname]
+            claimed = ("not " if neg else "") + ev.a
             if rec is None:
-                add(Violation(fname, "unsupported", ev.a, _UNKNOWN))
-            elif ev.a != rec:
-                add(Violation(fname, "contradicted", ev.a, rec))
+                add(Violation(fname, "unsupported", claimed, _UNKNOWN))
+            elif neg == (ev.a == rec):
+                add(Violation(fname, "contradicted", claimed, rec))
         elif k == "age" or k == "fitz":
             fname = "age" if k == "age" else "fitzpatrick"
             rec = known[fname]
             lo, hi = ev.a
+            claimed = ("not " if neg else "") + ev.b
             if rec is None:
-                add(Violation(fname, "unsupported", ev.b, _UNKNOWN))
-            elif not lo <= rec <= hi:
-                add(Violation(fname, "contradicted", ev.b, _fmt(rec)))
+                add(Violation(fname, "unsupported", claimed, _UNKNOWN))
+            elif neg == (lo <= rec <= hi):
+                add(Violation(fname, "contradicted", claimed, _fmt(rec)))
         elif k == "site":
-            rec = known["body_site"]
-            if rec is None:
-                add(Violation("body_site", "unsupported", ev.a, _UNKNOWN))
-            elif ev.a not in O.site_ancestors(rec):
-                more_specific = rec in O.site_ancestors(ev.a)
-                add(Violation("body_site", "unsupported" if more_specific else "contradicted", ev.a, rec))
+            _check_site(ev, neg, known["body_site"], add)
         elif k == "color":
             _check_color(ev.a, neg, findings, add)
         else:
             _check_finding(ev.a, ev.b, neg, findings, add)
+
+
+def _check_site(ev, neg, rec, add) -> None:
+    site = ev.a
+    if isinstance(site, tuple):
+        if neg:
+            return  # "not on the shoulder" rules out no canonical site
+        if rec is None:
+            add(Violation("body_site", "unsupported", ev.t, _UNKNOWN))
+            return
+        if any(s in O.site_ancestors(rec) for s in site):
+            return
+        more_specific = any(rec in O.site_ancestors(s) for s in site)
+        add(Violation("body_site", "unsupported" if more_specific else "contradicted", ev.t, rec))
+        return
+    claimed = ("not " if neg else "") + site
+    if rec is None:
+        add(Violation("body_site", "unsupported", claimed, _UNKNOWN))
+        return
+    covers = site in O.site_ancestors(rec)      # the note names the record's site or an ancestor
+    inside = rec in O.site_ancestors(site)      # the note is more specific than the record
+    if neg:
+        if covers:
+            add(Violation("body_site", "contradicted", claimed, rec))
+        elif inside:
+            add(Violation("body_site", "unsupported", claimed, rec))
+    elif not covers:
+        add(Violation("body_site", "unsupported" if inside else "contradicted", claimed, rec))
 
 
 def _check_finding(name, value, neg, findings, add) -> None:
@@ -604,21 +913,30 @@ def _check_color(color, neg, findings, add) -> None:
 
 def verify(record: dict, note: str) -> VerifyResult:
     """Check every claim `note` makes against `record`; see the module docstring."""
-    known = known_fields(record)
-    text = _normalize(note)
-    events = _scan(text)
-    pattern, diag_subs = _diagnosis_info(known["diagnosis"])
-    if pattern is not None:
-        events = _mark_diagnosis(events, text, pattern)
+    known = _known(record)
+    diag = known["diagnosis"]
+    dkey = _normalize(diag).strip() if diag else ""
+    pattern, diag_subs = _diagnosis_info(dkey)
     violations: list = []
-    start = 0
-    for i, ev in enumerate(events + [_Ev("brk", len(text), len(text))]):
-        if ev.k == "brk":
-            if i > start:
-                _check(_resolve(events[start:i], text), text, known, diag_subs, violations)
-            start = i + 1
+    cache = _CLAUSE_CACHE
+    for clause in _CLAUSE.split(_normalize(note)):
+        # Most clauses do not contain the diagnosis term; keyed by their text alone, they are
+        # shared by records of every diagnosis.
+        if dkey and dkey in clause:
+            key = (clause, dkey)
+            claims = cache.get(key)
+            if claims is None:
+                claims = _clause_claims(clause, key, pattern)
+        else:
+            claims = cache.get(clause)
+            if claims is None:
+                claims = _clause_claims(clause, clause, None)
+        if claims:
+            _check(claims, known, diag_subs, violations)
+    if not violations:
+        return VerifyResult(ok=True, violations=[])
     unique = list(dict.fromkeys(violations))
-    return VerifyResult(ok=not unique, violations=unique)
+    return VerifyResult(ok=False, violations=unique)
 
 
 # --------------------------------------------------------------------------------------------

@@ -197,7 +197,8 @@ def _finding_phrase(name: str, state: str, rng: _Rng):
     return None
 
 
-def _findings_sentences(findings: dict, rng: _Rng) -> list:
+def _partition_findings(findings: dict, rng: _Rng) -> tuple[list, list]:
+    """Phrases for the known findings (colors aside): (stated as present, stated as absent)."""
     present, absent = [], []
     for name in FINDINGS:
         if name == "colors" or name not in findings:
@@ -216,6 +217,11 @@ def _findings_sentences(findings: dict, rng: _Rng) -> list:
             phrase = _finding_phrase(name, state, rng)
             if phrase:
                 present.append(phrase)
+    return present, absent
+
+
+def _findings_sentences(findings: dict, rng: _Rng) -> list:
+    present, absent = _partition_findings(findings, rng)
     out = []
     if present:
         out.append(rng.choice(("Features include {}.", "The lesion shows {}.", "Notable findings: {}."))
@@ -564,23 +570,7 @@ class _Narrator:
     def findings(self) -> list:
         """Sentences for the known findings: present ones, absent ones, then colors."""
         rng, findings = self.rng, self.k["findings"]
-        present, absent = [], []
-        for name in FINDINGS:
-            if name == "colors" or name not in findings:
-                continue
-            raw = findings[name]
-            state = finding_state(name, raw)
-            if state is None:
-                continue
-            value = raw.strip().lower() if isinstance(raw, str) else None
-            if (name, value) in FINDING_ABSENT_VALUES:
-                present.append(_with_article(f"{value} {'shape' if name == 'asymmetry' else 'surface'}"))
-            elif state == "absent":
-                absent.append(rng.choice(_ABSENT_WORDS[name]))
-            else:
-                phrase = _finding_phrase(name, state, rng)
-                if phrase:
-                    present.append(phrase)
+        present, absent = _partition_findings(findings, rng)
         out = []
         if present:
             lead = {"dermoscopic": ("dermoscopy shows {}", "on dermoscopy there is {}",

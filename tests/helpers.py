@@ -43,3 +43,15 @@ def tiny_notes(records: list[dict]) -> dict[str, list[dict]]:
                             {"style": "report", "text": f"Diagnosis: {r['diagnosis']}. Site: back.",
                              "generator": "test", "seed": 0, "ok": True, "violations": []}]
             for r in records}
+
+
+def tiny_shard_dir(root, n: int, num_shards: int = 2, patients: int | None = None) -> tuple[str, list[dict]]:
+    """Shards + a SentencePiece tokenizer for `tiny_records`; returns (shard folder, records)."""
+    from dermjax.data import shards, tokenizer
+
+    recs = tiny_records(os.path.join(str(root), "images"), n=n, patients=patients)
+    out = os.path.join(str(root), "shards")
+    shards.write_shards(recs, tiny_notes(recs), out, num_shards=num_shards, progress=False)
+    texts = [note["text"] for ex in shards.read_split(out, "train") for note in ex["notes"]]
+    tokenizer.train(texts * 4, os.path.join(out, "tokenizer.model"), vocab_size=60)
+    return out, recs

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from configs.quickstart import get_config
-from dermjax.data import shards, tokenizer
 from dermjax.train import contrastive
-from tests.helpers import tiny_notes, tiny_records
+from tests.helpers import tiny_shard_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,13 +23,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def shard_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mh")
-    recs = tiny_records(str(root / "images"), n=96)
-    out = str(root / "shards")
-    shards.write_shards(recs, tiny_notes(recs), out, num_shards=2, progress=False)
-    texts = [n["text"] for ex in shards.read_split(out, "train") for n in ex["notes"]]
-    tokenizer.train(texts * 4, os.path.join(out, "tokenizer.model"), vocab_size=60)
-    return out
+    return tiny_shard_dir(tmp_path_factory.mktemp("mh"), n=96)[0]
 
 
 def _losses(workdir):

@@ -10,10 +10,10 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from configs.quickstart import get_config
-from dermjax.data import shards, tokenizer
+from dermjax.data import tokenizer
 from dermjax.train import contrastive, losses, sharding, state as state_lib
 from dermjax.train.checkpoint import Checkpointer
-from tests.helpers import tiny_notes, tiny_records
+from tests.helpers import tiny_shard_dir
 
 
 def test_mesh_shape_resolves_minus_one():
@@ -64,13 +64,7 @@ def test_losses_match_references():
 
 @pytest.fixture(scope="module")
 def shard_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    recs = tiny_records(str(root / "images"), n=80)
-    out = str(root / "shards")
-    shards.write_shards(recs, tiny_notes(recs), out, num_shards=2, progress=False)
-    texts = [n["text"] for ex in shards.read_split(out, "train") for n in ex["notes"]]
-    tokenizer.train(texts * 4, os.path.join(out, "tokenizer.model"), vocab_size=60)
-    return out
+    return tiny_shard_dir(tmp_path_factory.mktemp("train"), n=80)[0]
 
 
 def _cfg(shard_dir, **mesh):

@@ -160,3 +160,13 @@ def test_process_slices_reassemble_the_single_process_stream(tiny_shards):
     for k in range(10):
         for key in ("image", "tokens", "label"):
             np.testing.assert_array_equal(whole[k][key], np.concatenate([parts[p][k][key] for p in range(3)]))
+
+
+def test_start_batch_continues_the_same_stream(tiny_shards):
+    out, _ = tiny_shards
+    tok = tokenizer.Tokenizer(os.path.join(out, "tokenizer.model"), 16)
+    kw = dict(tokenizer=tok, image_size=32, batch_size=8, seed=11, workers=0)
+    reference = _batches(pipeline.make_train_iterator(out, **kw), 15)
+    for want, got in zip(reference[9:], _batches(pipeline.make_train_iterator(out, start_batch=9, **kw), 6)):
+        for k in want:
+            np.testing.assert_array_equal(want[k], got[k])

@@ -2,7 +2,7 @@
 
     dermjax-eval --workdir DIR | --checkpoint PATH
                  [--benchmarks NAMES|all --data-root ROOT] [--manifest CSV [--name N] [--classes a,b]]
-                 [--shards DIR [--split test]] --out OUTDIR
+                 [--shards DIR [--split test]] [--contamination warn|refuse|exclude|off] --out OUTDIR
 
 Writes OUTDIR/<benchmark>.json, OUTDIR/summary.csv and OUTDIR/report.md.
 """
@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--prompts", help="prompt JSON (default: dermjax/eval/prompts/dermatology.json)")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--contamination", choices=("warn", "refuse", "exclude", "off"), default="warn",
+                   help="when a benchmark shares images (by image_id, sha256 or pixels) with the "
+                        "model's training shards: warn, refuse to evaluate, leave them out of the "
+                        "scores, or skip the check")
     p.add_argument("--out", required=True)
     return p
 
@@ -60,9 +64,14 @@ def main(argv=None):
     if a.benchmarks:
         sets.extend(benchmarks.named(a.benchmarks, a.data_root))
 
+    sets, contamination = evaluate.check_contamination(workdir, sets, a.contamination, a.out)
+
     embedder = evaluate.Embedder.from_workdir(workdir, step, a.batch_size)
     prompts = benchmarks.load_prompts(a.prompts)
     results = [evaluate.evaluate_benchmark(embedder, b, prompts) for b in sets]
+    for r, b in zip(results, sets):
+        if b.name in contamination:
+            r["contamination"] = contamination[b.name]
     report = evaluate.write_outputs(results, a.out, f"{os.path.abspath(workdir)}")
     print(evaluate.format_table([evaluate.summary_row(r) for r in results]))
     print(f"report: {os.path.abspath(report)}")

@@ -5,6 +5,9 @@
     dermjax-prep shards    --source NAME --root DIR --notes NOTES.jsonl --out OUTDIR
                            [--num-shards 8 --workers 2 --max-side 128 --split-fractions .8,.1,.1]
     dermjax-prep tokenizer --shards OUTDIR [--vocab-size 2000]
+    dermjax-prep overlap   --train OUTDIR --against SHARDS|IMAGE_FOLDER|MANIFEST.csv [--out REPORT.json]
+    dermjax-prep verify    --shards OUTDIR
+    dermjax-prep tfds      --source manifest|ham10000 --root PATH --out DATA_DIR
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import os
 
 from dermjax.cli._common import one_line_errors
 from dermjax.errors import DermjaxError
-from dermjax.io import read_json, read_jsonl, write_json, write_jsonl
+from dermjax.io import read_jsonl, write_json
 
 
 def cmd_synthetic(a):
@@ -28,19 +31,42 @@ def cmd_synthetic(a):
 
 def cmd_notes(a):
     from dermjax.data.sources import load_records
-    from dermjax.notes.synthesize import synthesize
+    from dermjax.notes import llm
+    from dermjax.notes.synthesize import check_styles, format_report, write_notes
 
-    styles = [s.strip() for s in a.styles.split(",") if s.strip()]
-    meta_path = a.out + ".meta.json"
+    styles = list(dict.fromkeys(s.strip() for s in a.styles.split(",") if s.strip()))
+    check_styles(styles)
+    if a.limit is not None and a.limit < 1:
+        raise DermjaxError(f"--limit must be >= 1, got {a.limit}")
     settings = {"source": a.source, "root": os.path.abspath(a.root), "styles": styles, "seed": a.seed}
-    if os.path.exists(a.out) and os.path.exists(meta_path) and read_json(meta_path).get("settings") == settings:
+    client = None
+    if any(s in llm.STYLES for s in styles):
+        config = llm.resolve_config(a.llm_base_url, a.llm_model, a.llm_api_key,
+                                    temperature=a.llm_temperature, max_tokens=a.llm_max_tokens,
+                                    timeout=a.llm_timeout, retries=a.llm_retries,
+                                    concurrency=a.llm_concurrency, backoff=a.llm_backoff)
+        client = llm.ChatClient(config, a.llm_cache or a.out + ".llm-cache")
+        # What changes the LLM notes; endpoint, key and pacing do not, so they may differ on resume.
+        settings["llm"] = {**config.params(), "regenerate": a.llm_regenerate, "repair": a.llm_repair,
+                           "prompt_version": llm.PROMPT_VERSION}
+    records = load_records(a.source, a.root)
+    if a.limit is not None:
+        records = records[:a.limit]
+    summary = write_notes(records, a.out, styles, settings, seed=a.seed, client=client,
+                          regenerate=a.llm_regenerate, repair=a.llm_repair)
+    if summary["reused"]:
         print(f"notes: reusing {a.out}")
         return
-    records = load_records(a.source, a.root)
-    rows, counts = synthesize(records, styles, a.seed)
-    write_jsonl(a.out, rows)
-    write_json(meta_path, {"settings": settings, "counts": counts, "records": len(rows)})
-    print(f"notes: {len(rows)} records -> {a.out}; verifier outcomes {counts}")
+    print(format_report(summary["report"]))
+    resumed = f" ({summary['resumed']} resumed from an earlier run)" if summary["resumed"] else ""
+    print(f"notes: {summary['rows']} records{resumed} -> {a.out}; report {a.out}.report.json")
+    if client is not None:
+        st = client.stats
+        print(f"notes: LLM {st['requests']} requests, {st['cache_hits']} cache hits, {st['retries']} retries, "
+              f"{st['failed']} failed")
+    if summary["failed_requests"]:
+        print(f"notes: {summary['failed_requests']} notes failed on LLM requests; rerun the same command "
+              "to retry only those")
 
 
 def cmd_shards(a):
@@ -57,7 +83,8 @@ def cmd_shards(a):
     manifest = write_shards(records, notes_by_id, a.out, num_shards=a.num_shards, workers=a.workers,
                             max_side=a.max_side, fractions=fractions, split_seed=a.split_seed,
                             source={"name": a.source, "root": os.path.abspath(a.root),
-                                    "notes": os.path.abspath(a.notes)})
+                                    "notes": os.path.abspath(a.notes)},
+                            on_bad_image=a.on_bad_image)
     counts = {s: v["count"] for s, v in manifest["splits"].items()}
     print(f"shards: {manifest['num_records']} examples -> {a.out} {counts}")
 
@@ -85,6 +112,57 @@ def cmd_tokenizer(a):
     print(f"tokenizer: SentencePiece unigram, {vocab} pieces from {len(texts)} notes -> {path}")
 
 
+def cmd_overlap(a):
+    from dermjax.data import overlap
+
+    splits = None if a.train_splits == "all" else [x.strip() for x in a.train_splits.split(",") if x.strip()]
+    pixels = not a.no_pixels
+    train = overlap.load_image_set(a.train, splits=splits, pixels=pixels, progress=True)
+    other = overlap.load_image_set(a.against, pixels=pixels, progress=True)
+    report = overlap.compare(train, other, pixel_threshold=a.pixel_threshold if pixels else None)
+    c = report["counts"]
+    print(f"overlap: {len(other)} images ({report['against']['distinct_ids']} distinct ids) in {a.against} "
+          f"vs {len(train)} in {a.train} (splits: {', '.join(report['train']['splits']) or 'n/a'})")
+    for key, label in (("image_id", "by image_id"), ("sha256", "by content hash (sha256)"),
+                       ("pixels", f"by pixels (cosine >= {a.pixel_threshold})")):
+        if c.get(key) is None:
+            continue
+        split_counts = ", ".join(f"{k} {v}" for k, v in c[key]["train_images_by_split"].items())
+        print(f"  {label:34s} {c[key]['images']:6d} images, {c[key]['distinct_ids']} distinct ids"
+              + (f"; matching train-side images: {split_counts}" if split_counts else ""))
+    print(f"  {'by any key':34s} {c['any']:6d} images")
+    if report["against"]["unreadable"]:
+        print(f"  {len(report['against']['unreadable'])} image(s) could not be decoded (compared by id "
+              "and hash only); listed in the report")
+    if a.out:
+        write_json(a.out, report)
+        print(f"report: {os.path.abspath(a.out)}")
+
+
+def cmd_verify(a):
+    from dermjax.data import shards
+
+    result = shards.verify_shards(a.shards, check_sha256=not a.no_sha256, decode_images=not a.no_images,
+                                  progress=True)
+    for line in result["problems"]:
+        print(f"problem: {line}")
+    if result["problems"]:
+        raise DermjaxError(f"{a.shards}: {len(result['problems'])} problem(s) in {result['records']} records "
+                           "(listed above)")
+    print(f"verify: {result['records']} records in {a.shards}: every shard matches the manifest and decodes")
+
+
+def cmd_tfds(a):
+    from dermjax.data import tfds_builders
+
+    summary = tfds_builders.prepare(a.source, a.root, a.out, name=a.name, max_side=a.max_side,
+                                    classes=[c.strip() for c in a.classes.split(",")] if a.classes else None,
+                                    split_by_patient=a.split_by_patient)
+    counts = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+    print(f"tfds: {summary['name']} {summary['version']} ({counts}) -> {summary['path']}")
+    print(f"      read with tfds.builder_from_directory({summary['path']!r}).as_data_source()")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dermjax-prep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,8 +180,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", required=True)
     s.add_argument("--root", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--styles", default="template,report")
+    s.add_argument("--styles", default="template,report",
+                   help="comma-separated: template, report, narrative, llm, llm_unconstrained")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--limit", type=int, default=None, help="only the first N records (trials)")
+    s.add_argument("--llm-base-url", default=None,
+                   help="OpenAI-compatible API root, e.g. http://localhost:8000/v1 "
+                        "(default: $DERMJAX_LLM_BASE_URL)")
+    s.add_argument("--llm-model", default=None, help="model name (default: $DERMJAX_LLM_MODEL)")
+    s.add_argument("--llm-api-key", default=None, help="bearer token (default: $DERMJAX_LLM_API_KEY)")
+    s.add_argument("--llm-concurrency", type=int, default=8, help="requests in flight at once")
+    s.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
+    s.add_argument("--llm-retries", type=int, default=5, help="retries per request after the first try")
+    s.add_argument("--llm-backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)")
+    s.add_argument("--llm-temperature", type=float, default=0.7)
+    s.add_argument("--llm-max-tokens", type=int, default=400)
+    s.add_argument("--llm-regenerate", type=int, default=2,
+                   help="new-seed generations after a note fails verification, before rejecting it")
+    s.add_argument("--llm-repair", action=argparse.BooleanOptionalAction, default=True,
+                   help="drop the sentences that fail verification when the rest still holds up")
+    s.add_argument("--llm-cache", default=None, help="answer cache folder (default: OUT.llm-cache)")
     s.set_defaults(fn=cmd_notes)
 
     s = sub.add_parser("shards", help="write ArrayRecord shards split by patient")
@@ -116,12 +212,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-side", type=int, default=128)
     s.add_argument("--split-fractions", default="0.8,0.1,0.1")
     s.add_argument("--split-seed", type=int, default=0)
+    s.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
+                   help="an unreadable image stops the run (error) or is left out and listed in the "
+                        "manifest (skip)")
     s.set_defaults(fn=cmd_shards)
 
     s = sub.add_parser("tokenizer", help="train SentencePiece on the training notes")
     s.add_argument("--shards", required=True)
     s.add_argument("--vocab-size", type=int, default=2000)
     s.set_defaults(fn=cmd_tokenizer)
+
+    s = sub.add_parser("overlap", help="images shared between training shards and another set")
+    s.add_argument("--train", required=True, help="shard folder (or image folder / manifest CSV)")
+    s.add_argument("--against", required=True, help="shard folder, image folder (recursive) or manifest CSV")
+    s.add_argument("--train-splits", default="all", help="splits of --train shards: 'all' or e.g. 'train'")
+    s.add_argument("--pixel-threshold", type=float, default=0.99,
+                   help="cosine of 16x16 thumbnails at which two images count as one")
+    s.add_argument("--no-pixels", action="store_true", help="compare by image_id and sha256 only")
+    s.add_argument("--out", help="write the JSON report here")
+    s.set_defaults(fn=cmd_overlap)
+
+    s = sub.add_parser("verify", help="check shards against manifest.json and decode every record")
+    s.add_argument("--shards", required=True)
+    s.add_argument("--no-sha256", action="store_true", help="skip the whole-file checksums")
+    s.add_argument("--no-images", action="store_true", help="skip decoding the images")
+    s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("tfds", help="write a TFDS (array_record) data set, readable without TensorFlow")
+    s.add_argument("--source", required=True, choices=("manifest", "ham10000"))
+    s.add_argument("--root", required=True, help="manifest CSV, or the HAM10000 folder")
+    s.add_argument("--out", required=True, help="TFDS data_dir")
+    s.add_argument("--name", help="manifest only: the data set's config name (default: the CSV's stem)")
+    s.add_argument("--classes", help="manifest only: class list, comma-separated (default: labels found)")
+    s.add_argument("--split-by-patient", action="store_true",
+                   help="manifest only: train/val/test by patient_id (default: one 'test' split)")
+    s.add_argument("--max-side", type=int, default=0,
+                   help="re-encode images whose longer side exceeds this (0: keep every file's bytes)")
+    s.set_defaults(fn=cmd_tfds)
     return p
 
 

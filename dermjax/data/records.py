@@ -29,16 +29,19 @@ def label_of(record: dict) -> int:
 
 
 def load_jpeg(path: str, max_side: int) -> tuple[bytes, str]:
-    """Returns (JPEG bytes no larger than max_side, sha256 of the file as published)."""
+    """Returns (JPEG bytes no larger than max_side, sha256 of the file as published).
+
+    max_side <= 0 means no limit: a JPEG then keeps its bytes whatever its size.
+    """
     try:
         with open(path, "rb") as f:
             raw = f.read()
         img = Image.open(io.BytesIO(raw))
-        img = img.convert("RGB")
-    except (OSError, ValueError) as e:
+        img = img.convert("RGB")  # decodes every pixel: a truncated file fails here, not later
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DermjaxError(f"{path}: cannot read image ({e})") from None
     digest = hashlib.sha256(raw).hexdigest()
-    if max(img.size) > max_side:
+    if 0 < max_side < max(img.size):
         img.thumbnail((max_side, max_side), Image.BICUBIC)
     elif raw[:2] == b"\xff\xd8":
         return raw, digest  # already a small JPEG: keep the bytes untouched

@@ -8,9 +8,13 @@ Layout of OUTDIR:
 
 Each shard is written under a temp name and renamed, then its stats file; a rerun after a kill
 therefore rewrites only shards without stats, and the manifest (written last) marks completion.
+
+Readers go through `ShardReader`, which turns a truncated or corrupt shard into a one-line
+DermjaxError naming the shard file and the record, instead of a bare Riegeli message.
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import hashlib
 import multiprocessing
@@ -26,6 +30,7 @@ from dermjax.notes.ontology import DIAGNOSIS_GROUPS
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
+ON_BAD_IMAGE = ("error", "skip")
 
 
 def _shard_name(split: str, i: int, n: int) -> str:
@@ -43,30 +48,60 @@ def _file_sha256(path: str) -> str:
 def _write_one(task) -> dict:
     from array_record.python.array_record_module import ArrayRecordWriter
 
-    path, split, items, max_side = task
+    path, split, items, max_side, on_bad_image = task
     stats_path = path + ".json"
     if os.path.exists(path) and os.path.exists(stats_path):
-        return read_json(stats_path)
+        stats = read_json(stats_path)
+        if on_bad_image == "error" and stats.get("skipped"):
+            bad = stats["skipped"][0]
+            raise DermjaxError(f"{bad['image_path']}: {bad['error']} (source record {bad['record']}, "
+                               f"skipped when {stats['file']} was written with --on-bad-image skip)")
+        return stats
     classes = collections.Counter()
+    skipped = []
     with atomic_path(path) as tmp:
         # group_size:1 keeps every record individually addressable for random access.
         writer = ArrayRecordWriter(tmp, "group_size:1")
-        for record, notes in items:
-            jpeg, digest = records_lib.load_jpeg(record["image_path"], max_side)
-            writer.write(records_lib.encode_example(record, notes, jpeg, digest, split))
-            classes[record.get("diagnosis_group") or "other"] += 1
-        writer.close()
-    stats = {"file": os.path.basename(path), "split": split, "count": len(items),
-             "classes": dict(sorted(classes.items())), "sha256": _file_sha256(path)}
+        try:
+            for index, record, notes in items:
+                try:
+                    jpeg, digest = records_lib.load_jpeg(record["image_path"], max_side)
+                except DermjaxError as e:
+                    if on_bad_image == "error":
+                        raise DermjaxError(f"{e} (source record {index}, image_id "
+                                           f"{record['image_id']!r})") from None
+                    skipped.append({"record": index, "image_id": record["image_id"],
+                                    "image_path": record["image_path"], "error": _reason(e)})
+                    continue
+                writer.write(records_lib.encode_example(record, notes, jpeg, digest, split))
+                classes[record.get("diagnosis_group") or "other"] += 1
+        finally:
+            writer.close()
+    stats = {"file": os.path.basename(path), "split": split, "count": len(items) - len(skipped),
+             "classes": dict(sorted(classes.items())), "sha256": _file_sha256(path),
+             "bytes": os.path.getsize(path), "skipped": skipped}
     write_json(stats_path, stats)
     return stats
+
+
+def _reason(e: DermjaxError) -> str:
+    # load_jpeg's message is "<path>: cannot read image (...)"; the path is stored beside it.
+    text = str(e)
+    return text.split(": ", 1)[1] if ": " in text else text
 
 
 def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_dir: str, *,
                  num_shards: int, workers: int = 1, max_side: int = 128,
                  fractions: dict[str, float] | None = None, split_seed: int = 0,
-                 source: dict | None = None, progress: bool = True) -> dict:
-    """Writes every record with its verified notes; returns the manifest."""
+                 source: dict | None = None, progress: bool = True,
+                 on_bad_image: str = "error") -> dict:
+    """Writes every record with its verified notes; returns the manifest.
+
+    on_bad_image: "error" stops at the first unreadable image with its path and source record
+    index; "skip" leaves it out and lists it under `skipped` in the manifest.
+    """
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise DermjaxError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
     from dermjax.data.splits import DEFAULT_FRACTIONS
 
     fractions = fractions or DEFAULT_FRACTIONS
@@ -75,7 +110,8 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
     manifest_path = os.path.join(out_dir, MANIFEST)
     if os.path.exists(manifest_path):
         old = read_json(manifest_path)
-        if old.get("settings") == settings and old.get("num_records") == len(records):
+        reusable = on_bad_image == "skip" or not old.get("skipped")
+        if old.get("settings") == settings and old.get("num_records") == len(records) and reusable:
             if progress:
                 print(f"shards: reusing complete {manifest_path}")
             return old
@@ -83,10 +119,11 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
 
     by_split: dict[str, list] = {s: [] for s in SPLITS}
     missing_notes = 0
-    for rec in sorted(records, key=lambda r: r["image_id"]):
+    # Source order gives the record index that error messages quote; the sort fixes shard content.
+    for index, rec in sorted(enumerate(records), key=lambda ir: ir[1]["image_id"]):
         notes = notes_by_id.get(rec["image_id"], [])
         missing_notes += not notes
-        by_split[split_of(rec, fractions, split_seed)].append((rec, notes))
+        by_split[split_of(rec, fractions, split_seed)].append((index, rec, notes))
     if missing_notes == len(records):
         raise DermjaxError(f"{out_dir}: none of the {len(records)} records has a note; "
                            "does the notes file belong to this source?")
@@ -97,7 +134,8 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
             continue
         n = max(1, min(len(items), round(num_shards * fractions[split] / max(fractions.values()))))
         for i in range(n):
-            tasks.append((os.path.join(out_dir, _shard_name(split, i, n)), split, items[i::n], max_side))
+            tasks.append((os.path.join(out_dir, _shard_name(split, i, n)), split, items[i::n], max_side,
+                          on_bad_image))
 
     bar = tqdm(total=len(tasks), desc="shards", unit="shard", disable=not progress)
     if workers > 1:
@@ -122,12 +160,16 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
             classes.update(s["classes"])
         splits[split] = {"count": sum(s["count"] for s in shards), "classes": dict(sorted(classes.items())),
                          "shards": shards}
+    skipped = [dict(bad, shard=s["file"]) for s in results for bad in s.get("skipped", [])]
+    if skipped and progress:
+        print(f"shards: skipped {len(skipped)} unreadable image(s), listed under 'skipped' in {manifest_path}")
     manifest = {
         "schema_version": records_lib.SCHEMA_VERSION,
         "format": "msgpack examples in ArrayRecord (see dermjax/data/records.py)",
         "classes": list(DIAGNOSIS_GROUPS),
         "num_records": len(records),
         "records_without_notes": missing_notes,
+        "skipped": skipped,
         "splits": splits,
         "settings": settings,
         "tokenizer": None,
@@ -156,10 +198,120 @@ def shard_paths(shard_dir: str, split: str) -> list[str]:
 
 def read_split(shard_dir: str, split: str) -> list[dict]:
     """Every decoded example of a split, in shard order (for evaluation and note corpora)."""
-    from array_record.python.array_record_data_source import ArrayRecordDataSource
-
     paths = shard_paths(shard_dir, split)
     if not paths:
         return []
-    source = ArrayRecordDataSource(paths)
-    return [records_lib.decode_example(source[i]) for i in range(len(source))]
+    reader = ShardReader(paths, expected_counts(shard_dir, split))
+    return [reader.example(i) for i in range(len(reader))]
+
+
+def expected_counts(shard_dir: str, split: str) -> list[int]:
+    return [s["count"] for s in load_manifest(shard_dir)["splits"][split]["shards"]]
+
+
+def _first_line(e: BaseException, limit: int = 240) -> str:
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class ShardReader:
+    """Random access over shard files whose failures name the shard and the record.
+
+    Opening checks every file (a truncated ArrayRecord file has no valid footer and fails here)
+    and, given the manifest's counts, that each holds as many records as were written. Pickles
+    as its paths: grain worker processes reopen the files themselves.
+    """
+
+    def __init__(self, paths: list[str], counts: list[int] | None = None):
+        self.paths = [os.fspath(p) for p in paths]
+        self.counts = counts
+        self._open()
+
+    def _open(self):
+        from array_record.python.array_record_data_source import ArrayRecordDataSource
+
+        sizes = []
+        for i, p in enumerate(self.paths):
+            if not os.path.isfile(p):
+                raise DermjaxError(f"{p}: shard file is missing")
+            try:
+                with ArrayRecordDataSource([p]) as probe:
+                    n = len(probe)
+            except (RuntimeError, OSError, ValueError) as e:
+                raise DermjaxError(f"{p}: cannot open shard, the file is truncated or corrupt "
+                                   f"({_first_line(e)}); write it again with `dermjax-prep shards`") from None
+            if self.counts is not None and n != self.counts[i]:
+                raise DermjaxError(f"{p}: holds {n} records but manifest.json says {self.counts[i]}; "
+                                   "the shard does not belong to this manifest")
+            sizes.append(n)
+        self._offsets = [0]
+        for n in sizes:
+            self._offsets.append(self._offsets[-1] + n)
+        # Opened once for all files: one reader pool, and grain's thread-safe lazy reader opening.
+        self._source = ArrayRecordDataSource(self.paths)
+
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    def locate(self, index: int) -> tuple[str, int]:
+        """Global record index -> (shard path, record index within that shard)."""
+        k = bisect.bisect_right(self._offsets, index) - 1
+        return self.paths[k], index - self._offsets[k]
+
+    def __getitem__(self, index: int) -> bytes:
+        try:
+            return self._source[index]
+        except (RuntimeError, OSError) as e:
+            path, j = self.locate(index)
+            raise DermjaxError(f"{path}: record {j}: cannot read ({_first_line(e)})") from None
+
+    def example(self, index: int) -> dict:
+        """Reads and decodes one record; a bad record is an error naming shard and index."""
+        data = self[index]
+        try:
+            return records_lib.decode_example(data)
+        except Exception as e:  # msgpack raises several unrelated types on garbage input
+            path, j = self.locate(index)
+            raise DermjaxError(f"{path}: record {j}: not a dermjax example ({_first_line(e)})") from None
+
+    def __getstate__(self):
+        return {"paths": self.paths, "counts": self.counts}
+
+    def __setstate__(self, state):
+        self.paths, self.counts = state["paths"], state["counts"]
+        self._open()
+
+
+def verify_shards(shard_dir: str, *, check_sha256: bool = True, decode_images: bool = True,
+                  progress: bool = False) -> dict:
+    """Checks every shard against the manifest (sha256) and every record (and image) decodes.
+
+    Returns {"records": n, "problems": [one line each]}; it reports every problem it finds
+    rather than stopping at the first, so one run tells what to rewrite.
+    """
+    manifest = load_manifest(shard_dir)
+    problems, n = [], 0
+    for split, info in manifest["splits"].items():
+        for s in info["shards"]:
+            path = os.path.join(shard_dir, s["file"])
+            if not os.path.isfile(path):
+                problems.append(f"{path}: shard file is missing")
+                continue
+            if check_sha256 and _file_sha256(path) != s["sha256"]:
+                problems.append(f"{path}: sha256 differs from manifest.json (the file changed or is incomplete)")
+            try:
+                reader = ShardReader([path], [s["count"]])
+            except DermjaxError as e:
+                problems.append(str(e))
+                continue
+            for i in tqdm(range(len(reader)), desc=s["file"], unit="record", disable=not progress, leave=False):
+                n += 1
+                try:
+                    ex = reader.example(i)
+                    if decode_images:
+                        records_lib.decode_image(ex["image"])
+                except DermjaxError as e:
+                    problems.append(str(e))
+                except (OSError, ValueError, SyntaxError) as e:
+                    problems.append(f"{path}: record {i}: image does not decode ({_first_line(e)})")
+    return {"records": n, "problems": problems}

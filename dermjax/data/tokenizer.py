@@ -64,7 +64,10 @@ class Tokenizer:
     def encode(self, texts: list[str] | str) -> np.ndarray:
         """int32 [N, max_len]: ids, then eos, then pad; truncated texts keep their eos."""
         single = isinstance(texts, str)
-        ids = self.sp.encode([texts] if single else list(texts))
+        # A one-element list would go through SentencePiece's batch path, which starts a thread
+        # pool per call: 10-200x slower than encoding the string, and the pipeline calls this
+        # once per example.
+        ids = [self.sp.encode(texts)] if single else self.sp.encode(list(texts))
         out = np.full((len(ids), self.max_len), PAD_ID, np.int32)
         for row, seq in zip(out, ids):
             seq = seq[: self.max_len - 1] + [EOS_ID]

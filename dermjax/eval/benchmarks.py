@@ -26,6 +26,13 @@ class Benchmark:
     def __len__(self):
         return len(self.labels)
 
+    def subset(self, keep: list[int]) -> "Benchmark":
+        """The same benchmark restricted to the examples at `keep` (e.g. without contaminated ones)."""
+        pick = lambda xs: None if xs is None else [xs[i] for i in keep]
+        return dataclasses.replace(self, labels=pick(self.labels), images=pick(self.images),
+                                   notes=pick(self.notes), image_ids=pick(self.image_ids),
+                                   sha256=pick(self.sha256))
+
 
 def from_shards(shard_dir: str, split: str = "test", name: str | None = None,
                 classes: list[str] | None = None) -> Benchmark:

@@ -190,9 +190,64 @@ def write_outputs(results: list[dict], out_dir: str, source: str) -> str:
     ]
     if synthetic:
         report += ["Data: the embedded SYNTHETIC set (procedurally generated, not real patients).", ""]
+    shared = [r for r in results if (r.get("contamination") or {}).get("any")]
+    if shared:
+        report += ["**Contamination**: " + "; ".join(
+            f"{r['benchmark']} shares {r['contamination']['any']} images with the training shards"
+            + (f" ({r['contamination']['excluded']} left out of its scores)"
+               if r["contamination"]["excluded"] else " (included in its scores)") for r in shared)
+            + f". Details: {os.path.abspath(os.path.join(out_dir, 'contamination.json'))}.", ""]
     report += [f"Per-benchmark details (confusion matrices, both retrieval directions, prompts): "
                f"`<benchmark>.json` in {os.path.abspath(out_dir)}.", ""]
     path = os.path.join(out_dir, "report.md")
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write("\n".join(report))
     return path
+
+
+def check_contamination(workdir: str, sets: list[Benchmark], mode: str,
+                        out_dir: str) -> tuple[list[Benchmark], dict[str, dict]]:
+    """Compares each benchmark with the train split of the shards the model was trained on (the
+    workdir's config.json names them): "warn", "refuse", "exclude" (score without the shared
+    images) or "off". Returns the benchmarks to score and a summary per benchmark name.
+    """
+    from dermjax.data import overlap
+
+    if mode not in overlap.MODES:
+        raise DermjaxError(f"--contamination must be one of {', '.join(overlap.MODES)}, got {mode!r}")
+    if mode == "off" or not sets:
+        return sets, {}
+    cfg_path = os.path.join(workdir, "config.json")
+    train_shards = None
+    if os.path.isfile(cfg_path):
+        with open(cfg_path) as f:
+            train_shards = (json.load(f).get("data") or {}).get("shards")
+    if not train_shards:
+        message = f"cannot check benchmarks for contamination: {cfg_path} names no data.shards"
+        if mode == "refuse":
+            raise DermjaxError(message)
+        print(f"WARNING: {message}", flush=True)
+        return sets, {}
+    image_sets = [overlap.from_items(b.name, [os.path.basename(i) for i in b.image_ids], b.images, b.sha256,
+                                     progress=True) for b in sets]
+    os.makedirs(out_dir, exist_ok=True)
+    reports = overlap.guard(train_shards, image_sets, mode, progress=True,
+                            report_path=os.path.join(out_dir, "contamination.json"))
+    kept, summaries = [], {}
+    for b in sets:
+        r = reports.get(b.name)
+        if r is None:
+            kept.append(b)
+            continue
+        summary = {"train_shards": os.path.abspath(train_shards), "mode": mode,
+                   "pixel_threshold": r["pixel_threshold"], "excluded": 0,
+                   **{k: (v["images"] if isinstance(v, dict) else v) for k, v in r["counts"].items()}}
+        if mode == "exclude" and r["overlapping"]:
+            shared = set(r["overlapping"])
+            b = b.subset([i for i in range(len(b)) if i not in shared])
+            summary["excluded"] = len(shared)
+            if not len(b):
+                raise DermjaxError(f"benchmark {b.name}: every image is in the training shards; nothing left to score")
+        summaries[b.name] = summary
+        kept.append(b)
+    return kept, summaries

@@ -15,7 +15,7 @@ import grain
 import numpy as np
 from absl import logging
 
-from dermjax.data import augment, records
+from dermjax.data import augment
 from dermjax.data.shards import ShardReader, expected_counts, shard_paths
 from dermjax.data.tokenizer import Tokenizer
 from dermjax.errors import DermjaxError

@@ -57,7 +57,7 @@ def state_shardings(abstract_state, mesh: jax.sharding.Mesh):
     """NamedShardings for an nnx.State whose Variables carry logical `out_sharding` names."""
     def one(v):
         if not isinstance(v, nnx.Variable) or not hasattr(v.get_value(), "shape"):
-            return v  # e.g. optax's MaskedNode: a placeholder holding no array
+            return v  # e.g. optax's MaskedNode, which holds no array
         names = v.get_metadata().get("out_sharding") or ()
         return v.replace(NamedSharding(mesh, logical_to_mesh(names)))
 

@@ -251,6 +251,11 @@ def _colors_sentence(raw, rng: _Rng) -> str:
             listed = _join(colors)
             return rng.choice((f"{word.capitalize()}: {listed}.", f"The lesion shows {listed} {word}.",
                                f"{word.capitalize()} present: {listed}."))
+    return _colors_presence_sentence(raw, word)
+
+
+def _colors_presence_sentence(raw, word: str) -> str:
+    """For colors recorded only as present/absent, not as a list."""
     state = finding_state("colors", raw)
     if state == "present":
         return f"{word.capitalize()} are present."
@@ -608,12 +613,7 @@ def _narrative_colors(raw, rng: _Rng) -> str:
             return _sentence(rng.choice((f"the {word} are {listed}", f"{word} seen: {listed}",
                                          f"the lesion is {listed} in {word[:-1]}",
                                          f"{listed} {word} are present")))
-    state = finding_state("colors", raw)
-    if state == "present":
-        return f"{_cap(word)} are present."
-    if state == "absent":
-        return f"No {word} are described."
-    return ""
+    return _colors_presence_sentence(raw, word)
 
 
 def _plan_presentation_first(n: _Narrator, rng: _Rng) -> list:

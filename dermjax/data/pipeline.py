@@ -127,7 +127,7 @@ def make_train_iterator(shard_dir: str, *, tokenizer: Tokenizer, image_size: int
     ds = ds.repeat(None)
     if process_count > 1:
         ds = ProcessRows(ds, process_index, process_count, batch_size)
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = batches = ds.batch(batch_size, drop_remainder=True)
     if start_batch:
         # Position by construction: batch k is the same for any worker or process count, so a
         # run can resume where no saved iterator state fits (e.g. another number of hosts).
@@ -137,5 +137,11 @@ def make_train_iterator(shard_dir: str, *, tokenizer: Tokenizer, image_size: int
     # More throughput comes from worker processes.
     it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
     if workers > 0:
+        # Workers then stack each batch straight into shared memory. grain enables this itself
+        # only when the dataset handed to mp_prefetch is the batch (batching before
+        # to_iter_dataset is what keeps batch k the same for any number of workers) and only
+        # for 2+ workers; otherwise every batch is stacked, then copied again into shared
+        # memory: a fifth of a worker's time at 224 px (bench/input_pipeline.py).
+        batches.enable_shared_memory_output()
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     return iter(it_ds)

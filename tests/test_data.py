@@ -170,3 +170,14 @@ def test_start_batch_continues_the_same_stream(tiny_shards):
     for want, got in zip(reference[9:], _batches(pipeline.make_train_iterator(out, start_batch=9, **kw), 6)):
         for k in want:
             np.testing.assert_array_equal(want[k], got[k])
+
+
+def test_atomic_writes_follow_the_umask_not_mkstemp(tmp_path):
+    from dermjax.io import write_bytes
+
+    old = os.umask(0o022)
+    try:
+        write_bytes(str(tmp_path / "a.bin"), b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644

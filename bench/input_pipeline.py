@@ -116,9 +116,9 @@ def transforms_only(shard_dir: str, size: int, paths: list[str], tok, pairs: int
     from dermjax.data import pipeline, shards
 
     reader = shards.ShardReader(shards.shard_paths(shard_dir, "train"))
-    pre = pipeline.Preprocess(tok, size, True, (), reader)
+    maker = pipeline.BatchMaker(reader, tok, size, batch_size=1, seed=0)
     rng = np.random.default_rng(0)
-    fns = {"current": lambda i: pre(i, rng),
+    fns = {"current": lambda i: maker(i),
            "previous": lambda i: legacy_transform(reader[i], size, rng, tok),
            "baseline": lambda i: np.asarray(Image.open(paths[i % len(paths)]).convert("RGB").resize((size, size)))}
     rates = {k: [] for k in fns}
@@ -150,7 +150,7 @@ def large_sources(paths: list[str], size: int, n: int = 150, pairs: int = 6) -> 
         big.append(buf.getvalue())
     rng = np.random.default_rng(0)
     fns = {"baseline": lambda b: np.asarray(Image.open(io.BytesIO(b)).convert("RGB").resize((size, size))),
-           "transform": lambda b: augment.train_augment(augment.open_image(b), size, rng)}
+           "transform": lambda b: augment.train_augment(augment.open_image(b), size, rng.random(augment.UNIFORMS))}
     rates = {k: [] for k in fns}
     for _ in range(pairs):
         for name, fn in fns.items():

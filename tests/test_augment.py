@@ -24,7 +24,7 @@ def test_orientations_are_exactly_the_eight_flips_and_rotations():
     seen = set()
     for seed in range(64):  # full-frame crop, no jitter: only the orientation is random
         full = augment.open_image(data).convert("RGB")  # decoded: no reduced-scale draft
-        out = augment.train_augment(full, 32, np.random.default_rng(seed),
+        out = augment.train_augment(full, 32, np.random.default_rng(seed).random(augment.UNIFORMS),
                                     scale=(1.0, 1.0), ratio=(4 / 3, 4 / 3), jitter=0.0)
         hits = [i for i, v in enumerate(variants) if np.abs(out - v).max() <= 1]  # PIL rounds in fixed point
         assert len(hits) == 1
@@ -78,9 +78,9 @@ def test_colour_matrix_is_saturation_brightness_contrast():
 @pytest.mark.parametrize("size", [32, 96])
 def test_train_augment_shape_determinism_and_range(size):
     data = _jpeg(200, 150)
-    a = augment.train_augment(augment.open_image(data), size, np.random.default_rng(1))
-    b = augment.train_augment(augment.open_image(data), size, np.random.default_rng(1))
-    c = augment.train_augment(augment.open_image(data), size, np.random.default_rng(2))
+    a = augment.train_augment(augment.open_image(data), size, np.random.default_rng(1).random(augment.UNIFORMS))
+    b = augment.train_augment(augment.open_image(data), size, np.random.default_rng(1).random(augment.UNIFORMS))
+    c = augment.train_augment(augment.open_image(data), size, np.random.default_rng(2).random(augment.UNIFORMS))
     assert a.shape == (size, size, 3) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -88,13 +88,13 @@ def test_train_augment_shape_determinism_and_range(size):
 
 def test_draft_decode_of_a_large_jpeg_stays_close_to_full_decode():
     data = _jpeg(1600, 1200)
-    lazy = augment.train_augment(augment.open_image(data), 64, np.random.default_rng(3))
-    full = augment.train_augment(augment.open_image(data).convert("RGB"), 64, np.random.default_rng(3))
+    lazy = augment.train_augment(augment.open_image(data), 64, np.random.default_rng(3).random(augment.UNIFORMS))
+    full = augment.train_augment(augment.open_image(data).convert("RGB"), 64, np.random.default_rng(3).random(augment.UNIFORMS))
     assert np.abs(lazy.astype(np.int16) - full.astype(np.int16)).mean() < 4
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK"])
 def test_non_rgb_jpegs_come_out_rgb(mode):
-    out = augment.train_augment(augment.open_image(_jpeg(80, 60, mode)), 48, np.random.default_rng(0))
+    out = augment.train_augment(augment.open_image(_jpeg(80, 60, mode)), 48, np.random.default_rng(0).random(augment.UNIFORMS))
     assert out.shape == (48, 48, 3)
     assert augment.center_square(augment.open_image(_jpeg(80, 60, mode)), 48).shape == (48, 48, 3)

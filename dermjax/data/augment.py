@@ -15,6 +15,10 @@ from PIL import Image
 
 from dermjax.data import _resample
 
+# Uniform random numbers one training example consumes: 4 per crop try (10 tries), 3 for the
+# colour jitter, 1 flip, 1 rotation.
+UNIFORMS = 45
+
 # ITU-R 601-2 luma, the weights PIL uses for "L": saturation jitter keeps this grey unchanged.
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -37,27 +41,29 @@ def _pixels(img: Image.Image):
 
 
 def resample(pixels, size: int, box, flip: bool = False, turns: int = 0,
-             jitter: tuple[float, float, float] | None = None) -> np.ndarray:
+             jitter: tuple[float, float, float] | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Crop `box` (x0, y0, x1, y1, float source pixels) of a uint8 RGB image (an [h, w, 3]
     array, or `_pixels(img)`), resize it to size x size with anti-aliased bilinear filtering
     (PIL's BILINEAR), then np.rot90(fliplr?(.), turns), and apply (brightness, contrast,
-    saturation) jitter: see `colour_matrix` for its exact meaning."""
+    saturation) jitter: see `colour_matrix` for its exact meaning. Writes into `out` (a
+    C-contiguous uint8 [size, size, 3] array, e.g. a row of a batch) when given."""
     if isinstance(pixels, np.ndarray):
         src, (h, w) = np.ascontiguousarray(pixels, np.uint8), pixels.shape[:2]
     else:
         src, (w, h) = pixels
-    out = np.empty((size, size, 3), np.uint8)
+    if out is None:
+        out = np.empty((size, size, 3), np.uint8)
     b, c, s = jitter or (1.0, 1.0, 1.0)
     _resample.resample(src, h, w, out, size, *map(float, box), bool(flip), int(turns), b, c, s)
     return out
 
 
-def center_square(img: Image.Image, size: int) -> np.ndarray:
+def center_square(img: Image.Image, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """Eval transform: the central square of the shorter side, resized to `size`."""
     w, h = img.size
     side = min(w, h)
     left, top = (w - side) / 2, (h - side) / 2
-    return resample(_pixels(img), size, (left, top, left + side, top + side))
+    return resample(_pixels(img), size, (left, top, left + side, top + side), out=out)
 
 
 def _crop_box(w: int, h: int, u: np.ndarray, scale, ratio) -> tuple[int, int, int, int]:
@@ -92,16 +98,16 @@ def colour_matrix(img: Image.Image, brightness: float, contrast: float, saturati
     return tuple(out)
 
 
-def train_augment(img: Image.Image, size: int, rng: np.random.Generator,
-                  scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), jitter: float = 0.1) -> np.ndarray:
+def train_augment(img: Image.Image, size: int, u: np.ndarray, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3),
+                  jitter: float = 0.1, out: np.ndarray | None = None) -> np.ndarray:
     """Random resized crop, flips, 90-degree rotations and mild colour jitter.
 
     Dermoscopy has no canonical orientation, so every flip and rotation is label-preserving;
     colour jitter stays mild because colour is itself diagnostic (blue-gray veil, red vessels).
     `img` may be lazily opened (open_image): a JPEG is then decoded at reduced size when the
-    crop is much larger than `size`.
+    crop is much larger than `size`. `u`: at least UNIFORMS uniform random numbers in [0, 1),
+    all the randomness this example uses.
     """
-    u = rng.random(45)  # one call: per-scalar Generator calls cost microseconds each
     w, h = img.size
     left, top, cw, ch = _crop_box(w, h, u, scale, ratio)
     if img.format == "JPEG":
@@ -112,4 +118,4 @@ def train_augment(img: Image.Image, size: int, rng: np.random.Generator,
     sx, sy = pixels[1][0] / w, pixels[1][1] / h
     box = (left * sx, top * sy, (left + cw) * sx, (top + ch) * sy)
     factors = tuple(1.0 + jitter * (2.0 * x - 1.0) for x in u[40:43]) if jitter > 0 else None
-    return resample(pixels, size, box, flip=bool(u[43] < 0.5), turns=int(u[44] * 4), jitter=factors)
+    return resample(pixels, size, box, flip=bool(u[43] < 0.5), turns=int(u[44] * 4), jitter=factors, out=out)

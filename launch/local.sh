@@ -51,11 +51,9 @@ trap 'forward TERM' TERM; trap 'forward INT' INT; trap 'forward USR1' USR1
 tail -n +1 -f --pid="${pids[0]}" "$LOGS/process_0.log" &
 status=0
 for ((i = 0; i < NPROC; i++)); do
-  # `wait` returns early when a trapped signal arrives: keep waiting for the same process.
-  while true; do
-    set +e; wait "${pids[$i]}"; rc=$?; set -e
-    kill -0 "${pids[$i]}" 2>/dev/null || break
-  done
+  # `wait` returns early when a trapped signal arrives; once it has ended, bash still knows its status.
+  while kill -0 "${pids[$i]}" 2>/dev/null; do wait "${pids[$i]}" || true; done
+  set +e; wait "${pids[$i]}"; rc=$?; set -e
   [[ $rc -eq 0 ]] || echo "== process $i exited with status $rc (log: $LOGS/process_$i.log)" >&2
   [[ $status -ne 0 ]] || status=$rc
 done

@@ -36,7 +36,8 @@ def _run(argv):
     if not watchdog.initialize(_DISTRIBUTED.value, settings):
         from dermjax.train import contrastive
 
-        return contrastive.train(_CONFIG.value, _WORKDIR.value)
+        contrastive.train(_CONFIG.value, _WORKDIR.value)
+        return
     watchdog.start(settings, _WORKDIR.value)
     from dermjax.train import contrastive
 

@@ -178,12 +178,14 @@ def test_killing_one_of_two_processes_stops_the_other_naming_it_then_rerun_resum
     workdir = str(tmp_path / "run")
     # 1. a worker dies: the coordinator's watchdog names it
     took, log, saved = _kill_after_checkpoint(workdir, shard_dir, victim=1, past=0)
+    print(f"process 1 killed: process 0 exited {took:.1f} s later")
     assert took < 120
     line = [l for l in log.splitlines() if "error: watchdog on process 0 of 2: lost process 1 of 2" in l]
     assert line, log[-3000:]
     assert "rerun the same command on every host to resume from step" in line[0]
     # 2. rerun: resumes; now the coordinator dies: the worker says it lost process 0
     took, log, saved2 = _kill_after_checkpoint(workdir, shard_dir, victim=0, past=saved[-1])
+    print(f"process 0 killed: process 1 exited {took:.1f} s later")
     assert took < 120
     assert f"resuming from {workdir}/checkpoints/" in open(os.path.join(workdir, "logs", "process_0.log")).read()
     last = [l for l in log.splitlines() if l.startswith("error: ")][-1]

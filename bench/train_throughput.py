@@ -153,16 +153,22 @@ class Worker:
         return out
 
     def close(self):
+        """Asks the worker to quit; one that is still busy (compiling, or the parent is
+        stopping on an error) is killed, so no worker outlives the run."""
         if self.proc.poll() is None:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.close()
-            self.proc.wait()
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
 
 
 def dermjax_env(devices: int, extra_xla_flags: str = "") -> dict:
     from dermjax import cpu_env
 
-    env = cpu_env.environment(devices=devices, base=os.environ)
+    env = dict(cpu_env.environment(devices=devices, base=os.environ), JAX_PLATFORMS="cpu")
     if extra_xla_flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + extra_xla_flags).strip()
     return env
@@ -207,11 +213,12 @@ def main():
         dermjax_worker(a.batch)
         return
     devices = [int(x) for x in a.devices.split(",")]
-    workers = dermjax_workers(devices, a.batch)
-    if a.open_clip:
-        workers.append(Worker("open_clip", [a.open_clip, os.path.join(HERE, "open_clip_baseline.py"), "--serve",
-                                            "--batch", str(a.batch)]))
+    workers = []
     try:
+        workers += dermjax_workers(devices, a.batch)
+        if a.open_clip:
+            workers.append(Worker("open_clip", [a.open_clip, os.path.join(HERE, "open_clip_baseline.py"),
+                                                "--serve", "--batch", str(a.batch)]))
         for w in workers:
             w.ready()
         res = measure(workers, a.rounds, a.steps, workers[0])

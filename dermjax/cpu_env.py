@@ -8,7 +8,8 @@ the benchmark measured:
 - `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`: XLA's large temporaries come from malloc; with
   transparent huge pages the step takes ~20x fewer page faults (+12% throughput measured).
 - `--xla_force_host_platform_device_count=N`: the host's cores as N XLA devices; the trainer's
-  data-parallel mesh then keeps every core busy on its own share of the batch.
+  data-parallel mesh then keeps every core busy on its own share of the batch (many of XLA's
+  CPU ops run on one thread). It changes only the CPU platform, never GPUs or TPUs.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ def environment(devices: int = 1, base: dict | None = None) -> dict:
     """`base` (default os.environ) with the CPU settings added; flags already in XLA_FLAGS stay."""
     env = dict(os.environ if base is None else base)
     env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
-    env.setdefault("JAX_PLATFORMS", "cpu")
     keep = [f for f in env.get("XLA_FLAGS", "").split()
             if not f.startswith("--xla_force_host_platform_device_count=")]
     flags = " ".join(keep + xla_flags(devices))
@@ -38,13 +38,11 @@ def environment(devices: int = 1, base: dict | None = None) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description="print `export` lines for CPU training")
-    ap.add_argument("--devices", type=int, default=1, help="XLA devices to expose (0 = one per core)")
+    ap.add_argument("--devices", type=int, default=1, help="CPU XLA devices to expose")
     a = ap.parse_args()
-    devices = a.devices or os.cpu_count() or 1
-    env = environment(devices, base={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")})
-    for k in ("GLIBC_TUNABLES", "JAX_PLATFORMS", "XLA_FLAGS"):
-        if k in env:
-            print(f"export {k}={shlex.quote(env[k])}")
+    env = environment(a.devices, base={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")})
+    for k in ("GLIBC_TUNABLES", "XLA_FLAGS"):
+        print(f"export {k}={shlex.quote(env[k])}" if k in env else f"unset {k}")
 
 
 if __name__ == "__main__":

@@ -4,5 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./launch/setup_venv.sh
 CONFIG=$1; WORKDIR=$2; shift 2
-export GLIBC_TUNABLES=glibc.malloc.hugetlb=1
+# The CPU settings bench/train_throughput.py measures (dermjax/cpu_env.py says why): fewer page
+# faults, and this machine's 2 cores as 2 data-parallel XLA devices. No effect on GPU/TPU.
+eval "$(.venv/bin/python -m dermjax.cpu_env --devices "${DERMJAX_CPU_DEVICES:-2}")"
 exec .venv/bin/dermjax-train --config "$CONFIG" --workdir "$WORKDIR" "$@"

@@ -15,6 +15,7 @@ Without --serve it prints one JSON line: images_per_sec.
 """
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -64,13 +65,11 @@ def main():
     info = {"threads": torch.get_num_threads(), "torch": torch.__version__, "open_clip": open_clip.__version__,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
     if a.serve:
-        print("READY " + json.dumps(info), flush=True)
-        for line in sys.stdin:
-            cmd = line.split()
-            if not cmd or cmd[0] == "quit":
-                return
-            if cmd[0] == "run":
-                print(json.dumps({"step_s": run(int(cmd[1]))}), flush=True)
+        # the protocol's one implementation; train_throughput imports nothing beyond the stdlib
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from train_throughput import serve
+
+        serve(info, run)
         return
     dt = run(a.steps)
     print(json.dumps({"images_per_sec": a.batch / dt, "step_s": dt, **info}))

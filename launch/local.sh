@@ -24,10 +24,11 @@ done
 [[ $# -ge 2 ]] || { echo "usage: $0 [--processes N] [--devices-per-process D] CONFIG WORKDIR [overrides]" >&2; exit 2; }
 CONFIG=$1; WORKDIR=$2; shift 2
 [[ ${DERMJAX_SETUP:-1} == 0 ]] || ./launch/setup_venv.sh
-export GLIBC_TUNABLES=glibc.malloc.hugetlb=1
-if [[ -n $DEVICES ]]; then
-  export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$DEVICES"
-fi
+# The CPU settings bench/train_throughput.py measures (dermjax/cpu_env.py says why): fewer page
+# faults, and a single process sees this machine's cores as data-parallel XLA devices (2 by
+# default). No effect on GPU/TPU.
+[[ -n $DEVICES ]] || { [[ $NPROC -le 1 ]] && DEVICES=${DERMJAX_CPU_DEVICES:-2} || DEVICES=1; }
+eval "$(.venv/bin/python -m dermjax.cpu_env --devices "$DEVICES")"
 if [[ $NPROC -le 1 ]]; then
   exec .venv/bin/dermjax-train --config "$CONFIG" --workdir "$WORKDIR" "$@"
 fi

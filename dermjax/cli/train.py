@@ -1,6 +1,6 @@
 """dermjax-train --config configs/NAME.py --workdir DIR [--config.KEY=VALUE ...]
 
-Trains with the contrastive trainer, writes Orbax checkpoints under DIR and resumes from the
+Trains with the trainer the config names (`config.trainer`), writes Orbax checkpoints under DIR and resumes from the
 latest one there when started again. Multi-host: set --distributed (TPU VM / SLURM detect the
 cluster themselves) or DERMJAX_COORDINATOR, DERMJAX_NUM_PROCESSES and DERMJAX_PROCESS_ID.
 """
@@ -13,6 +13,9 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from dermjax.cli._common import one_line_errors
+from dermjax.errors import DermjaxError
+
+TRAINERS = ("contrastive",)  # modules of dermjax.train, each with train(cfg, workdir)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (.py with get_config)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, logs and config.json go here")
@@ -38,9 +41,12 @@ def _run(argv):
         print("error: --config and --workdir are required", file=sys.stderr)
         sys.exit(2)
     init_distributed(_DISTRIBUTED.value)
-    from dermjax.train import contrastive
+    import importlib
 
-    contrastive.train(_CONFIG.value, _WORKDIR.value)
+    name = _CONFIG.value.get("trainer", "contrastive")
+    if name not in TRAINERS:
+        raise DermjaxError(f"config.trainer {name!r} is not one of {', '.join(TRAINERS)}")
+    importlib.import_module(f"dermjax.train.{name}").train(_CONFIG.value, _WORKDIR.value)
 
 
 def main():

@@ -1,6 +1,7 @@
 """dermjax-train --config configs/NAME.py --workdir DIR [--config.KEY=VALUE ...]
 
-Trains with the trainer the config names (`config.trainer`), writes Orbax checkpoints under DIR and resumes from the
+Trains with the trainer the config names (`config.trainer`: "contrastive", or "distill" for the
+teacher-student trainer of dermjax/train/distill.py), writes Orbax checkpoints under DIR and resumes from the
 latest one there when started again. Multi-host: set --distributed (TPU VM / SLURM detect the
 cluster themselves) or DERMJAX_COORDINATOR, DERMJAX_NUM_PROCESSES and DERMJAX_PROCESS_ID.
 """
@@ -15,7 +16,7 @@ from ml_collections import config_flags
 from dermjax.cli._common import one_line_errors
 from dermjax.errors import DermjaxError
 
-TRAINERS = ("contrastive",)  # modules of dermjax.train, each with train(cfg, workdir)
+TRAINERS = ("contrastive", "distill")  # modules of dermjax.train, each with train(cfg, workdir)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (.py with get_config)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, logs and config.json go here")

@@ -10,6 +10,7 @@ cannot be read or decoded is reported by shard file and index (or replaced, see 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import grain
 import numpy as np
@@ -17,6 +18,7 @@ from absl import logging
 
 from dermjax.data import augment
 from dermjax.data.shards import ShardReader, expected_counts, shard_paths
+from dermjax.data.splits import keeps_notes
 from dermjax.data.tokenizer import Tokenizer
 from dermjax.errors import DermjaxError
 
@@ -34,12 +36,13 @@ class Preprocess:
     stays the same for any number of workers and across resumes, and batches keep their size.
     """
 
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer | None
     image_size: int
     train: bool
     note_styles: tuple[str, ...] = ()  # empty: any style
     reader: ShardReader | None = None
     on_bad: str = "error"
+    with_text: bool = True  # False: the image alone (an unpaired image: no note, no label)
 
     def __post_init__(self):
         if self.on_bad not in ON_BAD_EXAMPLE:
@@ -74,6 +77,8 @@ class Preprocess:
         else:
             raise DermjaxError(f"{MAX_CONSECUTIVE_BAD} consecutive records from index {index} do not "
                                f"decode; last: {self.reader.locate((index + MAX_CONSECUTIVE_BAD - 1) % len(self.reader))}")
+        if not self.with_text:
+            return {"image": image}
         notes = [n for n in ex["notes"] if not self.note_styles or n["style"] in self.note_styles]
         if notes:
             text = notes[int(rng.integers(len(notes)))]["text"] if self.train else notes[0]["text"]
@@ -109,25 +114,55 @@ class ProcessRows(grain.MapDataset):
         return f"ProcessRows(process={self._p}/{self._n}, local_batch={self._b})"
 
 
-def make_train_iterator(shard_dir: str, *, tokenizer: Tokenizer, image_size: int,
-                        batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
-                        workers: int = 0, note_styles: tuple[str, ...] = (),
-                        split: str = "train", on_bad_example: str = "error",
-                        start_batch: int = 0) -> grain.DatasetIterator:
-    """Endless iterator of per-process batches (dicts of numpy arrays).
+class Zip(grain.MapDataset):
+    """Element k of each parent, merged into one dict (keys of parent i get prefixes[i])."""
 
-    `batch_size` is the per-process batch; the trainer assembles the global batch across hosts.
-    Shards are opened (and checked against the manifest's counts) here, so a truncated shard
-    fails before training starts.
-    """
-    reader = ShardReader(shard_paths(shard_dir, split), expected_counts(shard_dir, split))
-    ds = grain.MapDataset.range(len(reader)).shuffle(seed=seed)
-    ds = ds.random_map(Preprocess(tokenizer, image_size, True, note_styles, reader, on_bad_example),
-                       seed=seed + 1)
+    def __init__(self, parents: list[grain.MapDataset], prefixes: list[str]):
+        super().__init__(parents)
+        self._prefixes = prefixes
+
+    def __len__(self) -> int:
+        return min(len(p) for p in self.parents)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return {pre + k: v for pre, p in zip(self._prefixes, self.parents) for k, v in p[index].items()}
+
+    def __str__(self) -> str:
+        return f"Zip({', '.join(self._prefixes)})"
+
+
+def paired_indices(reader: ShardReader, fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(records that keep their notes, records whose notes are withheld): a deterministic
+    `fraction` of the patients keeps them (splits.keeps_notes)."""
+    if fraction >= 1.0:
+        return list(range(len(reader))), []
+    if not 0.0 < fraction < 1.0:
+        raise DermjaxError(f"paired_fraction must be in (0, 1], got {fraction}")
+    keep, withheld = [], []
+    for i in range(len(reader)):
+        ex = reader.example(i)
+        record = json.loads(ex["record"])
+        (keep if keeps_notes(record, fraction, seed) else withheld).append(i)
+    if not keep:
+        raise DermjaxError(f"paired_fraction {fraction}: no record of {reader.paths[0]}... keeps its notes")
+    return keep, withheld
+
+
+def _batches(reader: ShardReader, indices: list[int] | None, preprocess: Preprocess, *, batch_size: int,
+             seed: int, process_index: int, process_count: int) -> grain.MapDataset:
+    """The endless, globally shuffled batch stream of `indices` (all records if None), this
+    process's rows of each global batch."""
+    ds = grain.MapDataset.range(len(reader)) if indices is None else grain.MapDataset.source(indices)
+    ds = ds.shuffle(seed=seed).random_map(preprocess, seed=seed + 1)
     ds = ds.repeat(None)
     if process_count > 1:
         ds = ProcessRows(ds, process_index, process_count, batch_size)
-    ds = ds.batch(batch_size, drop_remainder=True)
+    return ds.batch(batch_size, drop_remainder=True)
+
+
+def _iterate(ds: grain.MapDataset, start_batch: int, workers: int) -> grain.DatasetIterator:
     if start_batch:
         # Position by construction: batch k is the same for any worker or process count, so a
         # run can resume where no saved iterator state fits (e.g. another number of hosts).
@@ -139,3 +174,66 @@ def make_train_iterator(shard_dir: str, *, tokenizer: Tokenizer, image_size: int
     if workers > 0:
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     return iter(it_ds)
+
+
+def training_reader(shard_dir: str, split: str = "train") -> ShardReader:
+    return _reader([shard_dir], split)
+
+
+def _reader(shard_dirs: list[str], split: str) -> ShardReader:
+    paths, counts = [], []
+    for d in shard_dirs:
+        paths += shard_paths(d, split)
+        counts += expected_counts(d, split)
+    return ShardReader(paths, counts)
+
+
+def make_train_iterator(shard_dir: str, *, tokenizer: Tokenizer, image_size: int,
+                        batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
+                        workers: int = 0, note_styles: tuple[str, ...] = (),
+                        split: str = "train", on_bad_example: str = "error",
+                        start_batch: int = 0, paired_fraction: float = 1.0) -> grain.DatasetIterator:
+    """Endless iterator of per-process batches (dicts of numpy arrays).
+
+    `batch_size` is the per-process batch; the trainer assembles the global batch across hosts.
+    Shards are opened (and checked against the manifest's counts) here, so a truncated shard
+    fails before training starts. `paired_fraction` < 1 trains on the patients that keep their
+    notes only (`paired_indices`).
+    """
+    reader = training_reader(shard_dir, split)
+    indices = None if paired_fraction >= 1.0 else paired_indices(reader, paired_fraction, seed=0)[0]
+    ds = _batches(reader, indices, Preprocess(tokenizer, image_size, True, note_styles, reader, on_bad_example),
+                  batch_size=batch_size, seed=seed, process_index=process_index, process_count=process_count)
+    return _iterate(ds, start_batch, workers)
+
+
+def make_mixed_iterator(shard_dir: str, *, tokenizer: Tokenizer, image_size: int, batch_size: int,
+                        unpaired_batch_size: int, seed: int, paired_fraction: float = 1.0,
+                        unpaired_shards: tuple[str, ...] = (), process_index: int = 0,
+                        process_count: int = 1, workers: int = 0, note_styles: tuple[str, ...] = (),
+                        split: str = "train", on_bad_example: str = "error",
+                        start_batch: int = 0) -> grain.DatasetIterator:
+    """Per-process batches of paired examples ("image", "tokens", "label": `batch_size` rows)
+    plus unpaired images ("unpaired_image": `unpaired_batch_size` rows).
+
+    Unpaired images are the training records of `shard_dir` whose notes are withheld
+    (`paired_fraction` < 1) and every training record of `unpaired_shards` (folders whose notes
+    and labels are never read). Each stream is shuffled on its own; one iterator carries both,
+    so one saved state resumes both exactly.
+    """
+    reader = training_reader(shard_dir, split)
+    paired, withheld = paired_indices(reader, paired_fraction, seed=0)
+    common = dict(seed=seed, process_index=process_index, process_count=process_count)
+    streams = [_batches(reader, None if not withheld else paired,
+                        Preprocess(tokenizer, image_size, True, note_styles, reader, on_bad_example),
+                        batch_size=batch_size, **common)]
+    if not withheld and not unpaired_shards:
+        raise DermjaxError(f"{shard_dir}: no unpaired images: set paired_fraction < 1 or unpaired_shards")
+    # One reader over both sources of unpaired images: withheld records come first.
+    u_reader = _reader([shard_dir] * bool(withheld) + list(unpaired_shards), split)
+    u_indices = withheld + list(range(len(reader) * bool(withheld), len(u_reader)))
+    common["seed"] = seed + 2  # the unpaired stream's own shuffle and augmentation
+    streams.append(_batches(u_reader, u_indices,
+                            Preprocess(None, image_size, True, (), u_reader, on_bad_example, with_text=False),
+                            batch_size=unpaired_batch_size, **common))
+    return _iterate(Zip(streams, ["", "unpaired_"]), start_batch, workers)

@@ -39,7 +39,8 @@ class Task:
             batch_size=cfg.data.batch_size // n_proc, seed=cfg.seed,
             process_index=jax.process_index(), process_count=n_proc, workers=cfg.data.workers,
             note_styles=tuple(cfg.data.get("note_styles", ())),
-            on_bad_example=cfg.data.get("on_bad_example", "error"), start_batch=start_batch)
+            on_bad_example=cfg.data.get("on_bad_example", "error"), start_batch=start_batch,
+            paired_fraction=float(cfg.data.get("paired_fraction", 1.0)))
 
     def make_train_step(self, graphdef, state_shardings, batch_sharding):
         """step(state, global batch) -> (state, metrics with at least "loss" and "grad_norm")."""

@@ -18,7 +18,7 @@ from dermjax.data import pipeline, splits
 from dermjax.data.tokenizer import Tokenizer
 from dermjax.errors import DermjaxError
 from dermjax.train import checkpoint, contrastive, distill, sharding
-from tests.helpers import tiny_shard_dir
+from tests.helpers import kill_after_a_checkpoint_and_rerun, tiny_shard_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -181,9 +181,6 @@ def test_bad_distill_settings_fail_with_one_line(setup, tmp_path):
 def test_cli_dispatches_on_trainer_and_kill9_resume_is_bitwise_identical(setup, tmp_path):
     """dermjax-train --config configs/distill_cpu.py, killed after a checkpoint and started
     again, ends with the weights and per-step losses of an uninterrupted run."""
-    import signal
-    import time
-
     shard_dir, teacher, _ = setup
     flags = [f"--config.data.shards={shard_dir}", f"--config.data.tokenizer={os.path.join(shard_dir, 'tokenizer.model')}",
              f"--config.distill.teacher={teacher}", "--config.data.paired_fraction=0.5", "--config.total_steps=12",
@@ -200,20 +197,7 @@ def test_cli_dispatches_on_trainer_and_kill9_resume_is_bitwise_identical(setup, 
     out = p.communicate(timeout=300)[0]
     assert p.returncode == 0, out[-2000:]
     assert "distilling from" in out
-    p = train(killed)
-    ckdir = os.path.join(killed, "checkpoints")
-    deadline = time.time() + 240
-    while time.time() < deadline and not (os.path.isdir(ckdir) and any(d.isdigit() for d in os.listdir(ckdir))):
-        time.sleep(0.2)
-    time.sleep(0.5)
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=60)
-    done_before = sorted(int(d) for d in os.listdir(ckdir) if d.isdigit())
-    p = train(killed)
-    out = p.communicate(timeout=300)[0]
-    assert p.returncode == 0, out[-2000:]
-    if done_before and done_before[-1] < 12:
-        assert f"resuming from {ckdir}/{done_before[-1]}" in out
+    kill_after_a_checkpoint_and_rerun(train, killed, total_steps=12)
     for x, y in zip(jax.tree.leaves(_restore(straight)[1]), jax.tree.leaves(_restore(killed)[1])):
         np.testing.assert_array_equal(x, y)
     losses = lambda w: {r["step"]: r["loss"] for r in map(json.loads, open(os.path.join(w, "metrics.jsonl")))}

@@ -67,7 +67,7 @@ def main():
     ap.add_argument("--data-root", default=os.environ.get("DERMJAX_DATA_ROOT", os.path.join(REPO, "..", "shared", "data")))
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--paired-fraction", type=float, default=0.2)
-    ap.add_argument("--steps", type=int, default=150, help="student steps (batch 128) for every student setting")
+    ap.add_argument("--steps", type=int, default=100, help="student steps (batch 128) for every student setting")
     ap.add_argument("--teacher-steps", type=int, default=300)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "distill_ham10000.json"))
     a = ap.parse_args()

@@ -106,11 +106,12 @@ def build_bank(cfg: ml_collections.ConfigDict, paired: list[int], reader) -> Tex
 
 
 def make_train_step(graphdef, cfg: ml_collections.ConfigDict, state_shardings, batch_sharding,
-                    teacher_graph, teacher_shardings, teacher_image_size: int, note_offset: int):
+                    teacher_graph, teacher_shardings, teacher_image_size: int, n_classes: int, note_offset: int):
     """step(state, teacher state, bank, batch) -> (state, metrics). Donates the student state only.
 
     `bank`: {"tokens": [T, L] student tokens of the bank texts, "avg": [E, T] entry averaging,
-    "teacher": [E, D_teacher] the teacher's bank embeddings}.
+    "teacher": [E, D_teacher] the teacher's bank embeddings}: `n_classes` class entries, then
+    the notes (texts from `note_offset` on).
     """
     d = cfg.distill
     weights = {k: float(d.weights.get(k, 0.0)) for k in LOSS_TERMS}
@@ -129,9 +130,8 @@ def make_train_step(graphdef, cfg: ml_collections.ConfigDict, state_shardings, b
                                     "bilinear")
         t_img = jax.lax.stop_gradient(nnx.merge(teacher_graph, teacher).embed_images(t_in))
         t_logits = t_img @ bank["teacher"].T
-        n_class_entries = bank["avg"].shape[0] - (bank["avg"].shape[1] - note_offset)
         # The teacher's nearest bank note: a pseudo-caption for each unpaired image.
-        nearest = jnp.argmax(t_logits[:, n_class_entries:], axis=1) if weights["pseudo"] else None
+        nearest = jnp.argmax(t_logits[:, n_classes:], axis=1) if weights["pseudo"] else None
 
         def loss_fn(model):
             scale, bias = model.logit_scale[...], model.logit_bias[...]
@@ -214,7 +214,8 @@ class Distill(loop.Task):
         teacher_state = self.teacher.model_state
         teacher_shardings = jax.tree.map(lambda x: x.sharding, teacher_state)
         step = make_train_step(graphdef, self.cfg, state_shardings, batch_sharding, self.teacher.model_graph,
-                               teacher_shardings, int(self.teacher_cfg.model.image.size), self.bank.note_offset)
+                               teacher_shardings, int(self.teacher_cfg.model.image.size), len(self.bank.classes),
+                               self.bank.note_offset)
         bank = self.bank_arrays
         return lambda state, batch: step(state, teacher_state, bank, batch)
 

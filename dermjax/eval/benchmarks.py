@@ -20,7 +20,7 @@ from typing import Callable
 from dermjax.data import shards, splits
 from dermjax.data.sources import SOURCES, manifest as manifest_source
 from dermjax.errors import DermjaxError
-from dermjax.notes.ontology import DIAGNOSIS_GROUPS, EVAL_CLASSES, GROUP_INDEX
+from dermjax.notes.ontology import EVAL_CLASSES, GROUP_INDEX
 
 PROMPTS_DIR = os.path.join(os.path.dirname(__file__), "prompts")
 
@@ -39,6 +39,7 @@ class Benchmark:
     fitzpatrick: list | None = None  # per example 1..6 or None
     modality: list | None = None  # per example "dermoscopic"/"clinical"/None
     patient_ids: list | None = None
+    groups: list[int] | None = None  # per example its diagnosis group (0..8), for class-matching retrieval
     prompts: str | None = None  # prompt file (name in dermjax/eval/prompts/ or a path)
     info: dict = dataclasses.field(default_factory=dict)
 
@@ -49,7 +50,7 @@ class Benchmark:
         """The same benchmark restricted to the examples at `keep` (e.g. without contaminated ones)."""
         pick = lambda xs: None if xs is None else [xs[i] for i in keep]
         per_example = ("labels", "images", "notes", "image_ids", "sha256", "native_labels",
-                       "fitzpatrick", "modality", "patient_ids")
+                       "fitzpatrick", "modality", "patient_ids", "groups")
         return dataclasses.replace(self, **{f: pick(getattr(self, f)) for f in per_example})
 
     def note_lists(self) -> list[list[str]] | None:
@@ -212,8 +213,9 @@ def from_records(spec: Spec, records: list[dict], notes_per_image: int = 1) -> B
         fitzpatrick=[r.get("fitzpatrick") for r in records],
         modality=[r.get("modality") for r in records],
         patient_ids=[r.get("patient_id") for r in records], prompts=spec.prompts,
+        groups=[GROUP_INDEX[r["diagnosis_group"]] for r in records],
         info={"title": spec.title, "role": spec.role, "source": spec.source, "split": spec.split,
-              "modality": spec.modality, "groups": [GROUP_INDEX[r["diagnosis_group"]] for r in records]})
+              "modality": spec.modality})
 
 
 def resolve(names: str, data_root: str) -> tuple[list[Spec], list[tuple[str, str]]]:

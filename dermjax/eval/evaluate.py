@@ -191,7 +191,7 @@ def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, p
         "zero_shot": zs,
         "checkpoint_step": embedder.step,
         "config_hash": getattr(embedder, "config_hash", None),
-        "info": {k: v for k, v in bench.info.items() if k != "groups"},
+        "info": bench.info,
     }
     if bench.native_classes and bench.native_classes != bench.classes:
         result["native"] = _zero_shot(embedder, img, np.asarray(bench.native_labels, np.int32),
@@ -205,8 +205,7 @@ def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, p
         texts = [t for ns in notes for t in ns]
         owner = np.repeat(np.arange(len(notes), dtype=np.int32), [len(ns) for ns in notes])
         txt = embedder.texts(texts)
-        groups = bench.info.get("groups")
-        rlabels = np.asarray(groups if groups is not None else bench.labels, np.int32)
+        rlabels = np.asarray(bench.groups if bench.groups is not None else bench.labels, np.int32)
         result["retrieval"] = _retrieval(img, txt, owner, rlabels, len(img) * len(txt) <= EXACT_MAP_PAIRS)
     if probes:
         from dermjax.eval import probe

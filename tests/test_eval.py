@@ -15,7 +15,7 @@ from PIL import Image
 from dermjax.data.sources import SOURCES, load_records
 from dermjax.errors import DermjaxError
 from dermjax.eval import benchmarks
-from helpers import ham_root, tiny_shard_dir
+from tests.helpers import ham_root, tiny_shard_dir, write_csv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,15 +30,6 @@ def run(*args, check=True):
 def jpg(path, value=100, size=24):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(path)
-    return path
-
-
-def write_csv(path, header, rows):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
     return path
 
 

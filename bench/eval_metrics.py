@@ -15,7 +15,12 @@ implementation is timed on the same subsets (a ratio with no extrapolation at al
 full problem. Rounds interleave baseline and ours (the machine is shared); medians reported.
 Peak RSS is the whole process's (getrusage), baseline included.
 
-    python bench/eval_metrics.py [--rounds 2] [--devices 2] [--subset-i2t 768 --subset-t2i 6144]
+    python bench/eval_metrics.py [--rounds 2] [--devices 1] [--subset-i2t 768 --subset-t2i 6144]
+
+One XLA device by default (XLA already spreads a matmul over both cores). With 2 in-process CPU
+devices the per-step all-reduce timed out in XLA's rendezvous (40 s) while this shared machine
+ran at a load average of ~15: a device thread was starved, not a wrong program (tests run the
+same code on 8 fake devices).
 """
 from __future__ import annotations
 

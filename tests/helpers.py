@@ -12,6 +12,17 @@ DATA_ROOT = os.environ.get("DERMJAX_DATA_ROOT",
                            os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 
 
+def write_csv(path, header, rows) -> str:
+    import csv
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
 def ham_root() -> str | None:
     root = os.path.join(DATA_ROOT, "ham10000")
     return root if os.path.isfile(os.path.join(root, "HAM10000_metadata.csv")) else None

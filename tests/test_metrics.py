@@ -289,3 +289,124 @@ def test_retrieval_small_gallery_and_empty_cases():
         retrieval_metrics(q, g, pairs=True)
     with pytest.raises(ValueError):
         retrieval_metrics(q, g)
+
+
+# ----------------------------------------------------------------------------------------------
+# Top-k accuracy, slices, and the one-pass sharded retrieval of the evaluator
+
+from dermjax.eval.metrics import retrieval, slice_metrics  # noqa: E402
+
+
+def test_top_k_accuracy_matches_sklearn_and_breaks_ties_like_argmax():
+    rng = np.random.default_rng(70)
+    n, c = 900, 8
+    scores = rng.normal(size=(n, c)).astype(np.float32)
+    labels = rng.integers(0, c, size=n)
+    got = classification_metrics(scores, labels, top_k=(1, 3, 5))
+    for k in (3, 5):
+        assert got[f"top_{k}_accuracy"] == pytest.approx(skm.top_k_accuracy_score(labels, scores, k=k), abs=1e-6)
+    assert got["top_1_accuracy"] == got["accuracy"]
+    # Ties: the true class is ranked after tied classes of lower index, as argmax would pick them.
+    tied = _tied_scores(rng, n, c)
+    got = classification_metrics(tied, labels, top_k=(1, 2))
+    rank = 1 + np.sum((tied > tied[np.arange(n), labels][:, None])
+                      | ((tied == tied[np.arange(n), labels][:, None]) & (np.arange(c)[None] < labels[:, None])), axis=1)
+    assert got["top_2_accuracy"] == pytest.approx(np.mean(rank <= 2), abs=1e-6)
+    assert got["top_1_accuracy"] == pytest.approx(skm.accuracy_score(labels, tied.argmax(1)), abs=1e-6)
+
+
+def test_slices_match_sklearn_per_slice_with_edge_cases():
+    rng = np.random.default_rng(80)
+    n, c = 600, 5
+    scores = _tied_scores(rng, n, c)
+    labels = rng.integers(0, c, size=n)
+    fitz = rng.integers(1, 7, size=n).astype(object)
+    labels[fitz == 2] = np.where(labels[fitz == 2] == 4, 0, labels[fitz == 2])  # class 4 absent from slice 2
+    labels[fitz == 5] = 3  # slice 5 holds one class: AUROC undefined there
+    fitz[rng.random(n) < 0.1] = None  # unknown skin type: in no slice
+    got = slice_metrics(scores, labels, list(fitz))
+    assert sorted(got["slices"]) == ["1", "2", "3", "4", "5", "6"]
+    for v, m in got["slices"].items():
+        rows = np.array([f is not None and str(f) == v for f in fitz])
+        ref = _sklearn_classification(scores[rows], labels[rows], c) if v != "5" else None
+        if ref is None:
+            assert math.isnan(m["macro_auroc"])
+            assert m["accuracy"] == pytest.approx(skm.accuracy_score(labels[rows], scores[rows].argmax(1)))
+            continue
+        for key in SCALAR_KEYS:
+            assert m[key] == pytest.approx(ref[key], abs=1e-6), (v, key)
+        assert m["confusion"] == ref["confusion"] and m["n"] == rows.sum()
+    assert got["slices"]["2"]["class_counts"][4] == 0
+    accs = {v: m["accuracy"] for v, m in got["slices"].items()}
+    assert got["gap"]["accuracy"] == pytest.approx(max(accs.values()) - min(accs.values()))
+    assert got["worst"]["accuracy"] == min(accs, key=accs.get)
+    aucs = [m["macro_auroc"] for v, m in got["slices"].items() if v != "5"]
+    assert got["gap"]["macro_auroc"] == pytest.approx(max(aucs) - min(aucs))  # undefined slice left out
+
+
+def _reference_pairs(q, g, qo, go, ks):
+    ranks = []
+    for i in range(len(q)):
+        sims = g @ q[i]
+        own = go == qo[i]
+        best = sims[own].max()
+        first = np.flatnonzero(own & (sims == best))[0]
+        ranks.append(1 + np.sum((sims > best) | ((sims == best) & (np.arange(len(g)) < first))))
+    ranks = np.array(ranks)
+    return {**{f"r_at_{k}": float(np.mean(ranks <= k)) for k in ks}, "mrr": float(np.mean(1.0 / ranks))}
+
+
+@pytest.mark.parametrize("levels", [2, 1000], ids=["many_ties", "few_ties"])
+def test_one_pass_retrieval_matches_references(levels):
+    rng = np.random.default_rng(90 + levels)
+    n_img, per, d, c = 61, 3, 10, 5
+    img = _exact_grid_embeddings(rng, n_img, d, levels)
+    txt = np.repeat(img, per, axis=0) + _exact_grid_embeddings(rng, n_img * per, d, max(1, levels // 4))
+    il = rng.integers(0, c, size=n_img).astype(np.int32)
+    il[il == 4] = 0  # class 4 absent
+    owner = np.repeat(np.arange(n_img, dtype=np.int32), per)
+    tl = il[owner]
+    own = np.arange(n_img, dtype=np.int32)
+    ks = (1, 5, 10)
+    for q, g, ql, gl, qo, go in ((img, txt, il, tl, own, owner), (txt, img, tl, il, owner, own)):
+        ref, sk_map = _reference_class_retrieval(q, g, ql, gl, ks, None, None)
+        pairs = _reference_pairs(q, g, qo, go, ks)
+        exact = retrieval(q, g, ql, gl, qo, go, ks=ks, chunk_size=16, map_bins=None)
+        binned = retrieval(q, g, ql, gl, qo, go, ks=ks, chunk_size=16)
+        for got in (exact, binned):
+            for key in [f"p_at_{k}" for k in ks] + [f"recall_at_{k}" for k in ks]:
+                assert got[key] == pytest.approx(ref[key], abs=1e-6), key
+            for key, value in pairs.items():
+                assert got[key] == pytest.approx(value, abs=1e-6), key
+        assert exact["map"] == pytest.approx(sk_map, abs=1e-6)
+        # With few distinct similarities the bins separate them all and even the histogram is
+        # exact; with many, neighbours closer than a bin count as tied.
+        assert binned["map"] == pytest.approx(sk_map, abs=1e-6 if levels == 2 else 1e-3)
+
+
+def test_binned_map_is_close_to_sklearn_on_continuous_similarities():
+    rng = np.random.default_rng(95)
+    nq, ng, d, c = 64, 3000, 32, 6
+    q = rng.normal(size=(nq, d)).astype(np.float32)
+    g = rng.normal(size=(ng, d)).astype(np.float32)
+    ql, gl = rng.integers(0, c, nq), rng.integers(0, c, ng)
+    _, sk_map = _reference_class_retrieval(q, g, ql, gl, (1,), None, None)
+    assert retrieval(q, g, ql, gl, map_bins=1 << 16)["map"] == pytest.approx(sk_map, abs=2e-5)
+    # Coarse bins show the bound at work: items within one bin count as tied.
+    assert retrieval(q, g, ql, gl, map_bins=256)["map"] == pytest.approx(sk_map, abs=2e-3)
+
+
+def test_retrieval_sharded_over_devices_equals_one_device():
+    import jax
+    from dermjax.train.sharding import make_mesh
+
+    assert len(jax.devices()) == 8
+    rng = np.random.default_rng(99)
+    q = _exact_grid_embeddings(rng, 203, 8, 50)  # 203 rows: not a multiple of 8 devices x chunk
+    g = _exact_grid_embeddings(rng, 150, 8, 50)
+    ql, gl = rng.integers(0, 4, 203), rng.integers(0, 4, 150)
+    qo, go = rng.integers(0, 150, 203), np.arange(150)
+    one = retrieval(q, g, ql, gl, qo, go, chunk_size=5, mesh=make_mesh({"data": -1}, jax.devices()[:1]))
+    for mesh in (make_mesh({"data": -1}), make_mesh({"data": 2, "fsdp": 2, "tensor": 2})):
+        _assert_close(retrieval(q, g, ql, gl, qo, go, chunk_size=5, mesh=mesh), one)
+    _assert_close(retrieval(q, g, ql, gl, qo, go, chunk_size=64), one)

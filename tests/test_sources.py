@@ -14,7 +14,7 @@ from dermjax.data.sources import MAY_LACK_IMAGES, SOURCES, load_records
 from dermjax.data.sources._common import diagnosis_of
 from dermjax.errors import DermjaxError
 from dermjax.notes import ontology as O
-from tests.helpers import DATA_ROOT
+from tests.helpers import DATA_ROOT, write_csv
 
 RECORD_FIELDS = ("image_id", "dataset", "patient_id", "modality", "diagnosis", "diagnosis_group",
                  "malignancy", "age", "sex", "body_site", "fitzpatrick", "confirmation", "findings")
@@ -61,14 +61,6 @@ def real_root(name, probe):
         pytest.skip(f"{name} not found under DERMJAX_DATA_ROOT ({DATA_ROOT}); set DERMJAX_DATA_ROOT "
                     f"to the shared data folder to run this test")
     return root
-
-
-def write_csv(path, header, rows):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
 
 
 def write_image(path, fmt=None):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 
 from dermjax.cli._common import one_line_errors
 from dermjax.errors import DermjaxError
@@ -22,14 +23,21 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--workdir", help="a dermjax-train workdir (its latest checkpoint)")
     which.add_argument("--checkpoint", help="WORKDIR/checkpoints/STEP")
-    p.add_argument("--benchmarks", help="comma-separated names, or 'all'")
+    p.add_argument("--benchmarks", help="comma-separated registry names (dermjax.eval.benchmarks."
+                                        "REGISTRY), or 'all': those present under --data-root")
     p.add_argument("--data-root", default=os.environ.get("DERMJAX_DATA_ROOT", "../shared/data"))
     p.add_argument("--manifest", help="CSV with image_path,label (CONTRACT section 6)")
     p.add_argument("--name", help="benchmark name for --manifest")
     p.add_argument("--classes", help="class list for --manifest, comma-separated")
     p.add_argument("--shards", help="a dermjax shard folder; evaluates --split of it")
     p.add_argument("--split", default="test")
-    p.add_argument("--prompts", help="prompt JSON (default: dermjax/eval/prompts/dermatology.json)")
+    p.add_argument("--prompts", help="prompt JSON for every benchmark (default: each benchmark's own "
+                                     "file in dermjax/eval/prompts/, dermatology.json for manifests)")
+    p.add_argument("--notes-per-image", type=int, default=1,
+                   help="grounded notes generated per image of a named benchmark, for retrieval")
+    p.add_argument("--max-examples", type=int, help="evaluate at most N examples per benchmark "
+                                                    "(the same ones every run)")
+    p.add_argument("--no-probes", action="store_true", help="skip the linear probe and few-shot")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--contamination", choices=("warn", "refuse", "exclude", "off"), default="warn",
                    help="when a benchmark shares images (by image_id, sha256 or pixels) with the "
@@ -55,26 +63,64 @@ def main(argv=None):
     if not os.path.isdir(workdir):
         raise DermjaxError(f"{workdir}: workdir does not exist")
 
+    # Loaded before the model so bad input is reported fast. A benchmark that cannot be loaded
+    # (missing image, unknown label, ...) is one line on stderr; the others still run.
     classes = [c.strip() for c in a.classes.split(",")] if a.classes else None
-    sets = []  # loaded before the model so bad input fails fast
+    sets, failures, missing = [], [], []
+
+    def attempt(name, load):
+        try:
+            sets.append(benchmarks.limit(load(), a.max_examples))
+        except benchmarks.MetadataOnly as e:
+            if a.benchmarks.strip() != "all":
+                fail(name, e)
+            else:
+                missing.append((name, f"{e} (images)"))
+        except DermjaxError as e:
+            fail(name, e)
+
+    def fail(name, e, now=False):
+        if now:
+            print(f"error: {name}: {e}", file=sys.stderr, flush=True)
+        failures.append({"benchmark": name, "error": str(e)})
+
     if a.shards:
-        sets.append(benchmarks.from_shards(a.shards, a.split))
+        attempt(f"shards {a.shards}", lambda: benchmarks.from_shards(a.shards, a.split))
     if a.manifest:
-        sets.append(benchmarks.from_manifest(a.manifest, a.name, classes))
+        attempt(a.name or os.path.splitext(os.path.basename(a.manifest))[0],
+                lambda: benchmarks.from_manifest(a.manifest, a.name, classes))
     if a.benchmarks:
-        sets.extend(benchmarks.named(a.benchmarks, a.data_root))
+        specs, missing = benchmarks.resolve(a.benchmarks, a.data_root)
+        for n, path in missing:
+            print(f"missing: {n}: {path} not found", flush=True)
+        for spec in specs:
+            attempt(spec.name, lambda spec=spec: benchmarks.load_named(spec, a.data_root, a.notes_per_image))
+    if not sets:
+        raise DermjaxError(failures[0]["error"] if len(failures) == 1 else "no benchmark could be loaded: "
+                           + "; ".join(f"{f['benchmark']}: {f['error']}" for f in failures))
+    for f in failures:
+        print(f"error: {f['benchmark']}: {f['error']}", file=sys.stderr, flush=True)
 
     sets, contamination = evaluate.check_contamination(workdir, sets, a.contamination, a.out)
 
     embedder = evaluate.Embedder.from_workdir(workdir, step, a.batch_size)
-    prompts = benchmarks.load_prompts(a.prompts)
-    results = [evaluate.evaluate_benchmark(embedder, b, prompts) for b in sets]
-    for r, b in zip(results, sets):
+    override = benchmarks.load_prompts(a.prompts) if a.prompts else None
+    results = []
+    for b in sets:
+        try:
+            prompts = override or benchmarks.load_prompts(b.prompts)
+            r = evaluate.evaluate_benchmark(embedder, b, prompts, probes=not a.no_probes)
+        except DermjaxError as e:
+            fail(b.name, e, now=True)
+            continue
         if b.name in contamination:
             r["contamination"] = contamination[b.name]
-    report = evaluate.write_outputs(results, a.out, f"{os.path.abspath(workdir)}")
+        results.append(r)
+    report = evaluate.write_outputs(results, a.out, f"{os.path.abspath(workdir)}", failures, missing)
     print(evaluate.format_table([evaluate.summary_row(r) for r in results]))
     print(f"report: {os.path.abspath(report)}")
+    if failures:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from PIL import Image
@@ -67,8 +67,10 @@ class Embedder:
     def from_workdir(cls, workdir: str, step: int | None = None, batch_size: int = 256) -> "Embedder":
         mesh = sharding.make_mesh({"data": -1})
         cfg, tokenizer, graphdef, state, step = restore_workdir(workdir, mesh, step)
+        with open(os.path.join(workdir, "config.json")) as f:
+            config_hash = hashlib.sha256(json.dumps(json.load(f), sort_keys=True).encode()).hexdigest()[:16]
         embedder = cls.from_train_state(graphdef, state, cfg, tokenizer, mesh, step, batch_size)
-        embedder.cfg = cfg
+        embedder.cfg, embedder.config_hash = cfg, config_hash
         return embedder
 
     def _run(self, kind: str, rows: np.ndarray) -> np.ndarray:
@@ -103,93 +105,134 @@ class Embedder:
 
 
 def class_embeddings(embedder: Embedder, classes: list[str], prompts: dict) -> np.ndarray:
+    """Per class: every template x class name goes through the tokenizer exactly as training
+    notes do (Tokenizer.encode: SentencePiece's NFKC + case folding), each embedding is unit
+    norm, and the class embedding is their mean, normalized again."""
     out = []
     for c in classes:
-        names = prompts["classnames"].get(c, [c])
-        texts = [t.format(n) for t in prompts["templates"] for n in names]
-        e = embedder.texts(texts).mean(axis=0)
+        e = embedder.texts(class_prompts(c, prompts))
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-6)
+        e = e.mean(axis=0)
         out.append(e / max(np.linalg.norm(e), 1e-6))
     return np.stack(out)
 
 
-def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict) -> dict:
+def class_prompts(c: str, prompts: dict) -> list[str]:
+    return [t.format(n) for t in prompts["templates"] for n in prompts["classnames"].get(c, [c])]
+
+
+TOP_K = (1, 3, 5)
+# Below this many query x gallery pairs mAP is computed exactly by sorting; above, by histogram
+# (dermjax.eval.metrics.retrieval), whose tie resolution is 1/65536 of each row's range.
+EXACT_MAP_PAIRS = 1 << 27
+
+
+def _zero_shot(embedder, img, labels, classes, prompts, fitz=None, modality=None) -> dict:
+    keep = labels >= 0
+    if keep.sum() == 0 or len(classes) < 2:
+        return {"skipped": f"{len(classes)} class(es) and {int(keep.sum())} examples"}
+    scores = img[keep] @ class_embeddings(embedder, classes, prompts).T
+    y = labels[keep]
+    out = metrics.classification_metrics(scores, y, len(classes), top_k=TOP_K)
+    out["classes"] = list(classes)
+    out["class_counts"] = np.bincount(y, minlength=len(classes)).tolist()
+    for name, values in (("fitzpatrick", fitz), ("modality", modality)):
+        if values is not None and any(v is not None for v in values):
+            kept = [v for v, k in zip(values, keep) if k]
+            out[f"by_{name}"] = metrics.slice_metrics(scores, y, kept, len(classes))
+    return out
+
+
+def _retrieval(img, txt, owner, img_labels, map_exact) -> dict:
+    txt_labels = img_labels[owner]
+    own = np.arange(len(img), dtype=np.int32)
+    bins = None if map_exact else 1 << 16
+    i2t = metrics.retrieval(img, txt, img_labels, txt_labels, own, owner, ks=(1, 5, 10), map_bins=bins)
+    t2i = metrics.retrieval(txt, img, txt_labels, img_labels, owner, own, ks=(1, 5, 10), map_bins=bins)
+    return {"p_at_5": i2t["p_at_5"], "p_at_10": i2t["p_at_10"], "map": i2t["map"],
+            "r_at_1": i2t["r_at_1"], "r_at_5": i2t["r_at_5"], "r_at_10": i2t["r_at_10"],
+            "image_to_text": i2t, "text_to_image": t2i, "notes_per_image": len(txt) / max(len(img), 1),
+            "class_matching_on": "diagnosis group", "map_method": "exact" if map_exact else "binned 65536"}
+
+
+def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, probes: bool = False) -> dict:
+    """Zero-shot (8 groups and native classes, with skin-type and modality slices), retrieval
+    both ways over the benchmark's notes and, with `probes`, linear probe and few-shot.
+    The top-level "zero_shot" and "retrieval" keys are those of CONTRACT section 7."""
     img = embedder.images(bench.images, desc=bench.name)
     labels = np.asarray(bench.labels, np.int32)
-    cls = class_embeddings(embedder, bench.classes, prompts)
-    scores = img @ cls.T
-    zs = metrics.classification_metrics(jnp.asarray(scores), jnp.asarray(labels), len(bench.classes))
+    zs = _zero_shot(embedder, img, labels, bench.classes, prompts, bench.fitzpatrick, bench.modality)
+    used = list(bench.classes)
     result = {
         "benchmark": bench.name,
         "n": len(bench),
         "classes": bench.classes,
-        "class_counts": np.bincount(labels, minlength=len(bench.classes)).tolist(),
+        "class_counts": np.bincount(labels[labels >= 0], minlength=len(bench.classes)).tolist(),
         "zero_shot": zs,
-        "prompts": {"templates": prompts["templates"],
-                    "classnames": {c: prompts["classnames"].get(c, [c]) for c in bench.classes}},
         "checkpoint_step": embedder.step,
+        "config_hash": getattr(embedder, "config_hash", None),
+        "info": bench.info,
     }
-    if bench.notes is not None:
-        txt = embedder.texts(bench.notes)
-        i2t = metrics.retrieval_metrics(jnp.asarray(img), jnp.asarray(txt), jnp.asarray(labels),
-                                        jnp.asarray(labels), ks=(1, 5, 10))
-        t2i = metrics.retrieval_metrics(jnp.asarray(txt), jnp.asarray(img), jnp.asarray(labels),
-                                        jnp.asarray(labels), ks=(1, 5, 10))
-        # Top level: image -> note, class-matching (the research's P@5, P@10, mAP).
-        result["retrieval"] = {"p_at_5": i2t["p_at_5"], "p_at_10": i2t["p_at_10"], "map": i2t["map"],
-                               "image_to_text": i2t, "text_to_image": t2i}
+    if bench.native_classes and bench.native_classes != bench.classes:
+        result["native"] = _zero_shot(embedder, img, np.asarray(bench.native_labels, np.int32),
+                                      bench.native_classes, prompts, bench.fitzpatrick, bench.modality)
+        used += [c for c in bench.native_classes if c not in used]
+    result["prompts"] = {"file": prompts.get("file"), "templates": prompts["templates"],
+                         "classnames": {c: prompts["classnames"].get(c, [c]) for c in used},
+                         "texts": {c: class_prompts(c, prompts) for c in used}}
+    notes = bench.note_lists()
+    if notes is not None:
+        texts = [t for ns in notes for t in ns]
+        owner = np.repeat(np.arange(len(notes), dtype=np.int32), [len(ns) for ns in notes])
+        txt = embedder.texts(texts)
+        rlabels = np.asarray(bench.groups if bench.groups is not None else bench.labels, np.int32)
+        result["retrieval"] = _retrieval(img, txt, owner, rlabels, len(img) * len(txt) <= EXACT_MAP_PAIRS)
+    if probes:
+        from dermjax.eval import probe
+        result["probe"] = probe.evaluate(img, labels, len(bench.classes), bench.image_ids, bench.patient_ids)
     return result
 
 
 SUMMARY_COLUMNS = ("benchmark", "n", "weighted_f1", "accuracy", "balanced_accuracy", "macro_auroc",
-                   "p_at_5", "p_at_10", "map")
+                   "macro_f1", "top_3_accuracy", "fitzpatrick_gap_accuracy", "native_weighted_f1",
+                   "p_at_5", "p_at_10", "map", "r_at_1", "r_at_5", "r_at_10", "linear_probe_accuracy",
+                   "status")
 
 
 def summary_row(r: dict) -> dict:
-    row = {"benchmark": r["benchmark"], "n": r["n"]}
-    row.update({k: r["zero_shot"][k] for k in SUMMARY_COLUMNS[2:6]})
-    row.update({k: r.get("retrieval", {}).get(k, "") for k in SUMMARY_COLUMNS[6:]})
+    zs = r.get("zero_shot") or {}
+    row = {"benchmark": r["benchmark"], "n": r.get("n", ""), "status": r.get("error", "ok")}
+    for k in ("weighted_f1", "accuracy", "balanced_accuracy", "macro_auroc", "macro_f1", "top_3_accuracy"):
+        row[k] = zs.get(k, "")
+    row["fitzpatrick_gap_accuracy"] = (zs.get("by_fitzpatrick") or {}).get("gap", {}).get("accuracy", "")
+    row["native_weighted_f1"] = (r.get("native") or {}).get("weighted_f1", "")
+    for k in ("p_at_5", "p_at_10", "map", "r_at_1", "r_at_5", "r_at_10"):
+        row[k] = (r.get("retrieval") or {}).get(k, "")
+    row["linear_probe_accuracy"] = ((r.get("probe") or {}).get("linear_probe") or {}).get("accuracy", "")
     return row
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], columns=("benchmark", "n", "weighted_f1", "accuracy", "balanced_accuracy",
+                                              "macro_auroc", "p_at_5", "p_at_10", "map")) -> str:
     fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
-    lines += ["| " + " | ".join(fmt(row[c]) for c in SUMMARY_COLUMNS) + " |" for row in rows]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def write_outputs(results: list[dict], out_dir: str, source: str) -> str:
+def write_outputs(results: list[dict], out_dir: str, source: str, failures: list[dict] = (),
+                  missing: list[tuple[str, str]] = ()) -> str:
+    from dermjax.eval import report
+
     os.makedirs(out_dir, exist_ok=True)
     for r in results:
         write_json(os.path.join(out_dir, f"{r['benchmark']}.json"), r)
-    rows = [summary_row(r) for r in results]
+    rows = [summary_row(r) for r in results] + [summary_row(f) for f in failures]
     with atomic_path(os.path.join(out_dir, "summary.csv")) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    synthetic = any(r["benchmark"].startswith("synthetic") for r in results)
-    report = [
-        "# dermjax evaluation report", "",
-        f"Model: {source} (step {results[0]['checkpoint_step'] if results else '?'})", "",
-        "Zero-shot classification (argmax over prompt-ensembled class embeddings) and class-matching "
-        "image-to-note retrieval (a note is relevant when its image has the query's class).", "",
-        format_table(rows), "",
-    ]
-    if synthetic:
-        report += ["Data: the embedded SYNTHETIC set (procedurally generated, not real patients).", ""]
-    shared = [r for r in results if (r.get("contamination") or {}).get("any")]
-    if shared:
-        report += ["**Contamination**: " + "; ".join(
-            f"{r['benchmark']} shares {r['contamination']['any']} images with the training shards"
-            + (f" ({r['contamination']['excluded']} left out of its scores)"
-               if r["contamination"]["excluded"] else " (included in its scores)") for r in shared)
-            + f". Details: {os.path.abspath(os.path.join(out_dir, 'contamination.json'))}.", ""]
-    report += [f"Per-benchmark details (confusion matrices, both retrieval directions, prompts): "
-               f"`<benchmark>.json` in {os.path.abspath(out_dir)}.", ""]
-    path = os.path.join(out_dir, "report.md")
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write("\n".join(report))
-    return path
+    return report.write(results, out_dir, source, rows, failures, missing)
 
 
 def check_contamination(workdir: str, sets: list[Benchmark], mode: str,

@@ -19,6 +19,7 @@ Scores and embeddings must be finite on valid rows.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -76,8 +77,8 @@ def _one_vs_rest_auc_terms(column, labels, valid, cls):
     return high, low, jnp.sum(pos, dtype=jnp.int32), jnp.sum(neg, dtype=jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _classification_core(scores, labels, valid, num_classes: int):
+@functools.partial(jax.jit, static_argnames=("num_classes", "top_k"))
+def _classification_core(scores, labels, valid, num_classes: int, top_k: tuple = ()):
     labels = labels.astype(jnp.int32)
     in_range = (labels >= 0) & (labels < num_classes)
     n_out_of_range = jnp.sum(valid & ~in_range, dtype=jnp.int32)
@@ -116,7 +117,15 @@ def _classification_core(scores, labels, valid, num_classes: int):
     auc = wins / (2.0 * n_pos.astype(f32) * jnp.maximum(n_neg, 1).astype(f32))
     macro_auroc = jnp.sum(jnp.where(scored, auc, 0.0)) / jnp.sum(scored)
 
+    # Rank of the true class with ties broken by class index, as argmax breaks them, so top-1
+    # accuracy is accuracy.
+    true_score = jnp.take_along_axis(scores, jnp.clip(labels, 0, num_classes - 1)[:, None], axis=1)
+    before = jnp.arange(num_classes)[None, :] < labels[:, None]
+    rank = 1 + jnp.sum((scores > true_score) | ((scores == true_score) & before), axis=1)
+    top = {f"top_{k}_accuracy": jnp.sum(valid & (rank <= k)) / n for k in top_k}
+
     return {
+        **top,
         "n": jnp.sum(valid, dtype=jnp.int32),
         "accuracy": accuracy,
         "balanced_accuracy": balanced_accuracy,
@@ -128,11 +137,13 @@ def _classification_core(scores, labels, valid, num_classes: int):
     }
 
 
-def classification_metrics(scores, labels, num_classes: int | None = None, valid=None) -> dict:
+def classification_metrics(scores, labels, num_classes: int | None = None, valid=None,
+                           top_k: Sequence[int] = ()) -> dict:
     """Metrics for class scores `scores[N, C]` (prediction = argmax) against integer `labels[N]`.
 
     Returns floats "accuracy", "balanced_accuracy", "weighted_f1", "macro_f1", "macro_auroc"
     (NaN when undefined, e.g. no valid rows or no class with both positives and negatives),
+    "top_{k}_accuracy" for each k in `top_k` (k is capped at C; ties broken by class index),
     "n" (valid rows) and "confusion" (num_classes x num_classes nested list, rows = true class,
     columns = predicted class). `num_classes` defaults to C and must equal it when given.
     Raises ValueError if a valid row has a label outside [0, num_classes).
@@ -150,13 +161,43 @@ def classification_metrics(scores, labels, num_classes: int | None = None, valid
         raise ValueError(f"num_classes={num_classes} but scores have {c} columns")
     if c < 2:
         raise ValueError("need at least two classes")
-    out = jax.device_get(_classification_core(scores, labels, _mask(valid, n), num_classes=num_classes))
+    top_k = tuple(sorted({min(int(k), c) for k in top_k}))
+    out = jax.device_get(_classification_core(scores, labels, _mask(valid, n), num_classes=num_classes,
+                                              top_k=top_k))
     if int(out["n_out_of_range"]):
         raise ValueError(f"{int(out['n_out_of_range'])} valid rows have labels outside [0, {num_classes})")
     result = {k: float(out[k]) for k in ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1", "macro_auroc")}
+    result.update({f"top_{k}_accuracy": float(out[f"top_{k}_accuracy"]) for k in top_k})
     result["n"] = int(out["n"])
     result["confusion"] = np.asarray(out["confusion"]).tolist()
     return result
+
+
+SLICE_METRICS = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1", "macro_auroc")
+
+
+def slice_metrics(scores, labels, slice_of: Sequence, num_classes: int | None = None) -> dict:
+    """Classification metrics per slice (e.g. Fitzpatrick type, modality) and the fairness gap.
+
+    `slice_of[i]` is row i's slice value, None for rows outside every slice. Each slice is the
+    same jitted computation as the whole set with a validity mask (one compilation for all).
+    Returns {"slices": {value: metrics}, "gap": {metric: max - min over slices where the
+    metric is defined}, "worst": {metric: slice with the lowest value}}.
+    """
+    keys = np.asarray([str(v) if v is not None else "" for v in slice_of])
+    values = sorted({k for k in keys if k}, key=lambda v: (len(v), v))
+    out = {"slices": {}, "gap": {}, "worst": {}}
+    for v in values:
+        m = classification_metrics(scores, labels, num_classes, valid=keys == v)
+        m["class_counts"] = np.bincount(np.asarray(labels)[keys == v],
+                                        minlength=np.asarray(scores).shape[1]).tolist()
+        out["slices"][v] = m
+    for metric in SLICE_METRICS:
+        defined = {v: m[metric] for v, m in out["slices"].items() if not math.isnan(m[metric])}
+        if len(defined) >= 2:
+            out["gap"][metric] = max(defined.values()) - min(defined.values())
+            out["worst"][metric] = min(defined, key=defined.get)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,3 +393,208 @@ def retrieval_metrics(
     else:
         sums = [*(h / k for h, k in zip(totals["hits_at_k"], ks)), *totals["any_at_k"], totals["ap"]]
     return {"num_queries": scored, **{name: float(v) / scored for name, v in zip(names, sums)}}
+
+
+# ----------------------------------------------------------------------------------------------
+# Retrieval at scale: one similarity pass per chunk of queries for every metric at once.
+#
+# A full sort of each similarity row is what made `retrieval_metrics` slow (XLA's CPU sort runs
+# at ~18M keys/s). P@k and Recall@k need only the top k (lax.top_k). Average precision needs
+# each relevant item's rank, but only through two counts, "relevant items at or above it" and
+# "items at or above it": a histogram of the row over `map_bins` similarity bins gives both for
+# every bin at once (one scatter-add and a suffix sum over the bins). Items in one bin count as
+# tied, and a tie block takes the precision at its end, as average_precision_score does for
+# equal scores; so exact ties are exact, and the only approximation is that similarities closer
+# than (row max - row min) / map_bins are treated as ties. `map_bins=None` sorts instead (exact).
+
+
+def _binned_precision_sum(sims, rel, g_valid, bins: int):
+    """Per query row: sum over relevant items of precision at their tie block's end."""
+    lo = jnp.min(jnp.where(g_valid[None, :], sims, jnp.inf), axis=1, keepdims=True)
+    hi = jnp.max(jnp.where(g_valid[None, :], sims, -jnp.inf), axis=1, keepdims=True)
+    scale = bins / jnp.maximum(hi - lo, jnp.finfo(jnp.float32).tiny)
+    b = jnp.clip(((sims - lo) * scale).astype(jnp.int32), 0, bins - 1)
+    # One scatter of packed counts (relevant ones in the high half) instead of two halves the
+    # cost; int32 halves the table again when no count can reach 2^16.
+    dtype, shift = (jnp.int32, 16) if sims.shape[1] < (1 << 16) else (jnp.int64, 32)
+    weight = jnp.where(g_valid[None, :], (rel.astype(dtype) << shift) | 1, 0).astype(dtype)
+    hist = jax.vmap(lambda bb, ww: jnp.zeros(bins, dtype).at[bb].add(ww))(b, weight)
+    n_all = (hist & ((1 << shift) - 1)).astype(jnp.float32)
+    n_rel = (hist >> shift).astype(jnp.float32)
+    at_or_above_all, at_or_above_rel = _suffix_sums(jnp.stack([n_all, n_rel]))
+    return jnp.sum(n_rel * at_or_above_rel / jnp.maximum(at_or_above_all, 1.0), axis=1)
+
+
+def _suffix_sums(x, block: int = 128):
+    """Inclusive suffix sums along the last axis. XLA's CPU cumsum is a slow serial loop; a
+    matmul with a triangular matrix per block of 128 plus a short cumsum of block totals is
+    several times faster. Counts stay exact: integers below 2^24 in float32."""
+    n = x.shape[-1]
+    if n % block:
+        return jnp.cumsum(x[..., ::-1], axis=-1)[..., ::-1]
+    blocks = x.reshape(x.shape[:-1] + (n // block, block))
+    tri = jnp.tril(jnp.ones((block, block), jnp.float32))  # tri[i, j] = 1 for j <= i
+    within = jnp.matmul(blocks, tri, precision=jax.lax.Precision.HIGHEST)  # sum over positions >= j
+    totals = within[..., 0]
+    later = jnp.cumsum(totals[..., ::-1], axis=-1)[..., ::-1] - totals
+    return (within + later[..., None]).reshape(x.shape)
+
+
+def _retrieval_rows(queries, q_labels, q_owner, q_valid, gallery, g_labels, g_owner, g_valid,
+                    *, ks: tuple, bins: int | None, pairs: bool):
+    """Per-query statistics for one block of queries against the whole gallery."""
+    sims = _similarities(queries, gallery)
+    n_gallery = gallery.shape[0]
+    rel = (q_labels[:, None] == g_labels[None, :]) & g_valid[None, :]
+    n_relevant = jnp.sum(rel, axis=1, dtype=jnp.int32)
+    scored = q_valid & (n_relevant > 0)
+    out = {"class_scored": scored}
+
+    kmax = min(max(ks), n_gallery)
+    # Gallery padding (any garbage, NaN included) can never enter a top-k list.
+    masked = jnp.where(g_valid[None, :], sims, -jnp.inf)
+    _, top = jax.lax.top_k(masked, kmax)
+    top_rel = jnp.take_along_axis(rel, top, axis=1)
+    hits = jnp.cumsum(top_rel, axis=1, dtype=jnp.int32)
+    out["hits_at_k"] = jnp.stack([hits[:, min(k, kmax) - 1] for k in ks], axis=1)
+    if bins is not None:
+        ap = _binned_precision_sum(sims, rel, g_valid, bins) / jnp.maximum(n_relevant, 1)
+        out["ap"] = jnp.where(scored, ap, 0.0)
+
+    if pairs:
+        # q_owner holds each query's own gallery indices (ascending, -1 padded): a gather instead
+        # of two more passes over the whole row.
+        idx = jnp.clip(q_owner, 0, n_gallery - 1)
+        own = (q_owner >= 0) & g_valid[idx]
+        own_sims = jnp.where(own, jnp.take_along_axis(sims, idx, axis=1), -jnp.inf)
+        best = jnp.max(own_sims, axis=1, keepdims=True)
+        # The own item that counts is the first (by gallery index) of the most similar ones, the
+        # same tie-break as the top-k lists.
+        best_index = jnp.min(jnp.where(own & (own_sims == best), idx, n_gallery), axis=1)
+        position = jnp.arange(n_gallery, dtype=jnp.int32)
+        ahead = (sims > best) | ((sims == best) & (position[None, :] < best_index[:, None]))
+        out["pair_rank"] = 1 + jnp.sum(ahead & g_valid[None, :], axis=1, dtype=jnp.int32)
+        out["pair_scored"] = q_valid & jnp.any(own, axis=1)
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("ks", "bins", "pairs", "out_sharding"))
+def _retrieval_step(queries, q_labels, q_owner, q_valid, gallery, g_labels, g_owner, g_valid,
+                    *, ks, bins, pairs, out_sharding):
+    rows = _retrieval_rows(queries, q_labels, q_owner, q_valid, gallery, g_labels, g_owner, g_valid,
+                           ks=ks, bins=bins, pairs=pairs)
+    # Sums over the (sharded) query rows: XLA reduces across devices and hosts, so every
+    # process ends the step holding the same totals.
+    c = rows["class_scored"]
+    tot = {"class_n": jnp.sum(c, dtype=jnp.int32),
+           "hits_at_k": jnp.sum(jnp.where(c[:, None], rows["hits_at_k"], 0), axis=0, dtype=jnp.int32),
+           "any_at_k": jnp.sum(c[:, None] & (rows["hits_at_k"] > 0), axis=0, dtype=jnp.int32)}
+    if bins is not None:
+        tot["ap"] = jnp.sum(rows["ap"])
+    if pairs:
+        p = rows["pair_scored"]
+        tot["pair_n"] = jnp.sum(p, dtype=jnp.int32)
+        tot["pair_at_k"] = jnp.stack([jnp.sum(p & (rows["pair_rank"] <= k), dtype=jnp.int32) for k in ks])
+        tot["rr"] = jnp.sum(jnp.where(p, 1.0 / rows["pair_rank"].astype(jnp.float32), 0.0))
+    return jax.lax.with_sharding_constraint(tot, out_sharding)
+
+
+def _own_indices(query_owner: np.ndarray, gallery_owner: np.ndarray) -> np.ndarray:
+    """[Nq, M] gallery indices whose owner is the query's, ascending, padded with -1."""
+    order = np.argsort(gallery_owner, kind="stable")
+    sorted_owner = gallery_owner[order]
+    start = np.searchsorted(sorted_owner, query_owner, side="left")
+    count = np.searchsorted(sorted_owner, query_owner, side="right") - start
+    m = max(1, int(count.max(initial=0)))
+    slot = start[:, None] + np.arange(m)[None, :]
+    return np.where(np.arange(m)[None, :] < count[:, None], order[np.minimum(slot, len(order) - 1)], -1).astype(np.int32)
+
+
+def retrieval(query_emb, gallery_emb, query_labels, gallery_labels, query_owner=None,
+              gallery_owner=None, ks: Sequence[int] = (1, 5, 10), chunk_size: int = 256,
+              map_bins: int | None = 1 << 16, mesh=None) -> dict:
+    """Class-matching and exact-pair retrieval of `gallery_emb` items for `query_emb` queries.
+
+    Class matching: a gallery item is relevant when its label equals the query's. Returns
+    "p_at_{k}", "recall_at_{k}" (a relevant item in the top k) and "map", over queries with at
+    least one relevant item ("num_queries"). `map_bins`: see the section comment above; None
+    computes mAP exactly by sorting (`retrieval_metrics`), slower for large galleries.
+    Exact pairs (when owners are given): gallery items whose owner equals the query's owner
+    are its own (an image's notes, a note's image); "r_at_{k}" is the fraction of queries with
+    an own item in the top k, "mrr" the mean reciprocal rank of the best own item.
+
+    Inputs are host numpy arrays, the same on every process. Queries are padded to a whole
+    number of steps of `chunk_size` rows per device, sharded over the mesh's batch axes (all
+    devices of all hosts) with a validity mask, so every process runs the same steps; the
+    gallery is replicated. No host ever holds a queries x gallery matrix.
+    """
+    ks = tuple(int(k) for k in ks)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    q = np.asarray(query_emb, np.float32)
+    g = np.asarray(gallery_emb, np.float32)
+    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f"embeddings must be [N, D] with equal D, got {q.shape} and {g.shape}")
+    nq, ng = len(q), len(g)
+    ql, gl = np.asarray(query_labels, np.int32), np.asarray(gallery_labels, np.int32)
+    if ql.shape != (nq,) or gl.shape != (ng,):
+        raise ValueError("label arrays must match the number of embeddings")
+    pairs = query_owner is not None or gallery_owner is not None
+    if pairs:
+        qo, go = np.asarray(query_owner, np.int32), np.asarray(gallery_owner, np.int32)
+        if qo.shape != (nq,) or go.shape != (ng,):
+            raise ValueError("owner arrays must match the number of embeddings")
+        qo = _own_indices(qo, go)
+    else:
+        qo, go = np.zeros((nq, 1), np.int32), np.zeros(ng, np.int32)
+    if map_bins is not None:  # no finer than the gallery needs: the bins cost per query row
+        map_bins = int(min(map_bins, max(128, 1 << (16 * max(ng, 1) - 1).bit_length())))
+    names = [f"p_at_{k}" for k in ks] + [f"recall_at_{k}" for k in ks] + ["map"]
+    pair_names = [f"r_at_{k}" for k in ks] + ["mrr"]
+    if nq == 0 or ng == 0:
+        out = {"num_queries": 0, **{n: float("nan") for n in names}}
+        return out | ({"num_pair_queries": 0, **{n: float("nan") for n in pair_names}} if pairs else {})
+
+    if mesh is None:
+        from dermjax.train.sharding import make_mesh
+        mesh = make_mesh({"data": -1})
+    from dermjax.train.sharding import batch_sharding, replicated
+    rows_sharding, rep = batch_sharding(mesh), replicated(mesh)
+    n_shards = math.prod(mesh.shape[a] for a in rows_sharding.spec[0])
+    step_rows = min(chunk_size, -(-nq // n_shards)) * n_shards
+    steps = -(-nq // step_rows)
+
+    def put(x, sharding):
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    gallery = [put(x, rep) for x in (g, gl, go, np.ones(ng, bool))]
+
+    def block(x, s):  # only the last block is padded: no padded copy of all queries
+        x = x[s * step_rows:(s + 1) * step_rows]
+        return put(np.concatenate([x, np.zeros((step_rows - len(x),) + x.shape[1:], x.dtype)])
+                   if len(x) < step_rows else x, rows_sharding)
+
+    qs = (q, ql, qo, np.ones(nq, bool))
+    totals = None
+    with jax.enable_x64(True):  # the packed int64 histogram counts
+        for s in range(steps):
+            part = _retrieval_step(*(block(x, s) for x in qs), *gallery, ks=ks, bins=map_bins,
+                                   pairs=pairs, out_sharding=rep)
+            totals = part if totals is None else jax.tree.map(jnp.add, totals, part)
+        totals = jax.device_get(totals)
+
+    n = int(totals["class_n"])
+    out = {"num_queries": n}
+    if n:
+        out.update({f"p_at_{k}": float(h) / k / n for k, h in zip(ks, totals["hits_at_k"])})
+        out.update({f"recall_at_{k}": float(a) / n for k, a in zip(ks, totals["any_at_k"])})
+        out["map"] = (float(totals["ap"]) / n if map_bins is not None else
+                      retrieval_metrics(q, g, ql, gl, ks=ks, chunk_size=max(1, min(chunk_size, 1024)))["map"])
+    else:
+        out.update({name: float("nan") for name in names})
+    if pairs:
+        m = int(totals["pair_n"])
+        out["num_pair_queries"] = m
+        vals = [*totals["pair_at_k"], totals["rr"]] if m else [float("nan")] * len(pair_names)
+        out.update({name: float(v) / m if m else float("nan") for name, v in zip(pair_names, vals)})
+    return out

@@ -88,7 +88,12 @@ def restore_workdir(workdir: str, mesh: jax.sharding.Mesh, step: int | None = No
         if step is None:
             raise DermjaxError(f"{ckpt.directory}: no checkpoint to restore")
         graphdef, abstract, _ = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
-        state = ckpt.restore(step, abstract)
+        try:
+            state = ckpt.restore(step, abstract)
+        except Exception as e:  # orbax reports a shape/structure mismatch in many ways
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise DermjaxError(f"{ckpt.directory}/{step}: checkpoint does not match the model of "
+                               f"{cfg_path} (another model config?): {first}") from None
     finally:
         ckpt.close()
     return cfg, tokenizer, graphdef, state, step

@@ -15,8 +15,8 @@ from typing import Callable
 
 from dermjax.errors import DermjaxError
 from dermjax.data.sources import (
-    bcn20000, ddi, derm7pt, dermnet, fitzpatrick17k, ham10000, isic2019, isic2020, manifest,
-    milk10k, pad_ufes_20, ph2, scin, sd198, synthetic)
+    bcn20000, ddi, derm7pt, derm12345, dermnet, fitzpatrick17k, fluo_sc, ham10000, hiba, isic2019,
+    isic2020, manifest, milk10k, mra_midas, msk, pad_ufes_20, ph2, scin, sd198, skinl2, synthetic)
 
 SOURCES: dict[str, Callable[[str], list[dict]]] = {
     "synthetic": synthetic.load,
@@ -34,11 +34,18 @@ SOURCES: dict[str, Callable[[str], list[dict]]] = {
     "milk10k": milk10k.load,
     "sd198": sd198.load,
     "dermnet": dermnet.load,
+    "derm12345": derm12345.load,
+    "fluo_sc": fluo_sc.load,
+    "mra_midas": mra_midas.load,
+    "skinl2": skinl2.load,
+    "hiba": hiba.load,
+    "msk": msk.load,
 }
 
 # Sources whose records may have image_path None (image not downloaded).
 MAY_LACK_IMAGES = frozenset({"isic2019", "isic2020", "fitzpatrick17k", "derm7pt", "ph2",
-                             "pad_ufes_20", "ddi", "scin", "bcn20000", "milk10k"})
+                             "pad_ufes_20", "ddi", "scin", "bcn20000", "milk10k",
+                             "derm12345", "mra_midas", "hiba", "msk"})
 
 RECORD_FIELDS = ("image_id", "dataset", "patient_id", "modality", "diagnosis", "diagnosis_group",
                  "malignancy", "age", "sex", "body_site", "fitzpatrick", "confirmation", "findings")

@@ -1,4 +1,5 @@
 """Sharding rules, losses, the train step and exact resume from checkpoints."""
+import json
 import os
 import shutil
 
@@ -103,7 +104,8 @@ def test_train_resume_after_interruption_is_exact(shard_dir, tmp_path):
     # a finished run says so instead of training again
     assert contrastive.train(cfg, straight) == {"step": 6, "complete": True}
     assert os.path.isfile(os.path.join(straight, "tokenizer.model"))
-    assert os.path.isfile(os.path.join(straight, "config.json"))
+    saved = json.load(open(os.path.join(straight, "config.json")))
+    assert saved["data"]["shards"] == os.path.abspath(cfg.data.shards)  # found from any directory
 
 
 def test_loss_decreases_on_learnable_data(shard_dir, tmp_path):

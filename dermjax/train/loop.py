@@ -120,9 +120,15 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
         start = 0
         _, state, _ = state_lib.create_state(cfg, tokenizer.vocab_size, mesh)
         if is_main:
-            # The workdir is self-contained: the evaluator needs only it.
+            # The workdir is self-contained: the evaluator needs only it. Paths are stored
+            # absolute, so the evaluator's contamination check finds the training shards from
+            # wherever it runs.
+            saved = cfg.copy_and_resolve_references()
+            for key in ("shards", "tokenizer"):
+                if saved.data.get(key) and "://" not in saved.data[key]:
+                    saved.data[key] = os.path.abspath(saved.data[key])
             write_bytes(os.path.join(workdir, "config.json"),
-                        cfg.to_json_best_effort(indent=2, sort_keys=True).encode())
+                        saved.to_json_best_effort(indent=2, sort_keys=True).encode())
             with open(tokenizer_path(cfg), "rb") as f:
                 write_bytes(os.path.join(workdir, "tokenizer.model"), f.read())
     if start >= cfg.total_steps:

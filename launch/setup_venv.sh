@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs dermjax with the pinned, tested dependency set (constraints.txt).
+# Creates .venv and installs dermjax with the pinned, tested dependency set (constraints.txt),
+# including the test-only `reference` extra (CPU torch 2.13.0, timm, open_clip, transformers).
 # Reruns are quick: it reinstalls only when pyproject.toml or constraints.txt changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,5 +13,5 @@ fi
 echo "== installing dermjax into .venv (pinned by constraints.txt) =="
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q -U pip
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference]"
 echo "$want" > "$stamp"

@@ -21,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from dermjax.data import augment
+from dermjax.data import tokenizer as tokenizer_lib
 from dermjax.data.tokenizer import Tokenizer
 from dermjax.errors import DermjaxError
 from dermjax.eval import metrics
@@ -71,7 +72,7 @@ class Embedder:
             raise DermjaxError(f"{cfg_path}: not found; is {workdir} a dermjax-train workdir?")
         with open(cfg_path) as f:
             cfg = ml_collections.ConfigDict(json.load(f))
-        tokenizer = Tokenizer(os.path.join(workdir, "tokenizer.model"), cfg.model.text.max_len)
+        tokenizer = tokenizer_lib.from_workdir(workdir, cfg.model.text.max_len)
         mesh = sharding.make_mesh({"data": -1})
         ckpt = Checkpointer(workdir, async_save=False)
         step = ckpt.latest_step() if step is None else step

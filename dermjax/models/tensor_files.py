@@ -54,7 +54,8 @@ def write_safetensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[
     """Writes under a temporary name, then renames (nothing half-written is ever at `path`)."""
     header, offset, arrays = {}, 0, []
     for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
+        a = np.asarray(tensors[name])
+        a = a if a.flags.c_contiguous else a.copy()  # (ascontiguousarray would make scalars 1-d)
         if a.dtype not in _NAMES:
             raise DermjaxError(f"{path}: tensor {name!r} has dtype {a.dtype}, which safetensors cannot hold")
         header[name] = {"dtype": _NAMES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}

@@ -18,10 +18,10 @@ from flax import nnx
 from tqdm import tqdm
 
 from dermjax.data import pipeline, shards
-from dermjax.data.tokenizer import Tokenizer
+from dermjax.data.tokenizer import open_tokenizer, workdir_name
 from dermjax.errors import DermjaxError
 from dermjax.io import write_bytes
-from dermjax.train import losses, sharding, state as state_lib
+from dermjax.train import losses, sharding, state as state_lib, text_cache, towers
 from dermjax.train.checkpoint import Checkpointer
 from dermjax.train.metric_writer import MetricWriter
 
@@ -45,7 +45,7 @@ def make_train_step(graphdef, loss_kind: str, state_shardings, batch_sharding, l
         model, opt = nnx.merge(graphdef, state)
 
         def loss_fn(model):
-            img, txt = model(batch["image"], batch["tokens"])
+            img, txt = model.embed_batch(batch)
             return contrastive_loss(img, txt, model.logit_scale[...], model.logit_bias[...], batch["label"])
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
@@ -61,6 +61,8 @@ def make_train_step(graphdef, loss_kind: str, state_shardings, batch_sharding, l
 
 
 def tokenizer_path(cfg: ml_collections.ConfigDict) -> str:
+    if towers.tokenizer_path(cfg):
+        return towers.tokenizer_path(cfg)
     if cfg.data.get("tokenizer"):
         return cfg.data.tokenizer
     manifest = shards.load_manifest(cfg.data.shards)
@@ -91,6 +93,7 @@ def check_contamination(cfg: ml_collections.ConfigDict, workdir: str, is_main: b
 
 def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
+    cfg = towers.resolve_config(cfg)
     is_main = jax.process_index() == 0
     log = print if is_main else (lambda *a, **k: None)
 
@@ -106,7 +109,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     check_contamination(cfg, workdir, is_main)
 
     # --- input pipeline -------------------------------------------------------------------
-    tokenizer = Tokenizer(tokenizer_path(cfg), cfg.model.text.max_len)
+    tokenizer = open_tokenizer(tokenizer_path(cfg), cfg.model.text.max_len)
 
     def input_iterator(start_batch: int = 0):
         return pipeline.make_train_iterator(
@@ -135,13 +138,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
             data_iter = input_iterator(start)
     else:
         start = 0
-        _, state, _ = state_lib.create_state(cfg, tokenizer.vocab_size, mesh)
+        _, state, _ = state_lib.create_state(cfg, tokenizer.vocab_size, mesh, log)
         if is_main:
             # The workdir is self-contained: the evaluator needs only it.
             write_bytes(os.path.join(workdir, "config.json"),
                         cfg.to_json_best_effort(indent=2, sort_keys=True).encode())
             with open(tokenizer_path(cfg), "rb") as f:
-                write_bytes(os.path.join(workdir, "tokenizer.model"), f.read())
+                write_bytes(os.path.join(workdir, workdir_name(tokenizer_path(cfg))), f.read())
     if start >= cfg.total_steps:
         log(f"training already complete: step {start} of {cfg.total_steps} in {workdir}")
         ckpt.close()
@@ -149,6 +152,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     log(f"model {cfg.model.get('name', 'two_towers')}: {state_lib.param_count(state) / 1e6:.2f}M params; "
         f"vocab {tokenizer.vocab_size}; loss {cfg.loss}")
 
+    # Frozen text tower: its outputs for every training note, computed once (None otherwise).
+    cached_text = text_cache.build(cfg, graphdef, state, tokenizer, mesh, log) or (lambda b: b)
     batch_sharding = sharding.batch_sharding(mesh)
     train_step = make_train_step(graphdef, cfg.loss, state_shardings, batch_sharding,
                                  cfg.get("label_aware", False))
@@ -164,7 +169,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     step = start
     try:
         for step in range(start + 1, cfg.total_steps + 1):
-            batch = sharding.global_batch(next(data_iter), mesh)
+            batch = sharding.global_batch(cached_text(next(data_iter)), mesh)
             state, metrics = train_step(state, batch)
             if pending is not None:
                 last = _report(pending, writer, bar, t0, seen, cfg, ckpt) or last

@@ -3,11 +3,15 @@ budget otherwise (configs/ham_text_tower.py), 2 seeds each; zero-shot and retrie
 the held-out test split from dermjax-eval. Training runs under `nice -n 10`.
 
     data_prep/prepare.sh --workdir runs/ham --source ham10000 --data-root ../shared/data/ham10000
-    python bench/pretrained_text.py [--shards runs/ham/shards] [--steps 500] [--seeds 0,1]
+    python bench/pretrained_text.py [--shards runs/ham/shards] [--steps 300] [--seeds 0,1] [--jobs 2]
+
+The MiniLM runs share one file of cached note features (runs/ham_minilm_text_features.npz): the
+frozen tower is the same for every seed. --jobs runs that many trainings side by side.
 
 Writes bench/results/pretrained_text.json; each run's workdir and eval folder stay under runs/.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import statistics
@@ -28,33 +32,39 @@ def run(cmd, log):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shards", default="runs/ham/shards")
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default="bench/results/pretrained_text.json")
     a = ap.parse_args()
-    runs = []
-    for seed in [int(s) for s in a.seeds.split(",")]:
-        for arm in ("minilm", "scratch"):
-            workdir = f"runs/ham_{arm}_s{seed}"
-            train = ["nice", "-n", "10", f"{BIN}/dermjax-train", f"--config=configs/ham_text_tower.py:{arm}",
-                     f"--workdir={workdir}", f"--config.data.shards={a.shards}", f"--config.seed={seed}",
-                     f"--config.total_steps={a.steps}"]
-            evaluate = [f"{BIN}/dermjax-eval", "--workdir", workdir, "--shards", a.shards, "--split", "test",
-                        "--out", f"{workdir}/eval"]
-            t0 = time.time()
-            run(train, os.path.join(ROOT, f"{workdir}.log"))
-            train_s = time.time() - t0
-            run(evaluate, os.path.join(ROOT, f"{workdir}.log"))
-            name = next(f for f in os.listdir(os.path.join(ROOT, workdir, "eval"))
-                        if f.endswith(".json") and f != "contamination.json")
-            with open(os.path.join(ROOT, workdir, "eval", name)) as f:
-                r = json.load(f)
-            row = {"arm": arm, "seed": seed, "workdir": workdir, "n_test": r["n"], "train_seconds": round(train_s, 1),
-                   "train_command": " ".join(train[3:]), "eval_command": " ".join(evaluate),
-                   **{k: r["zero_shot"][k] for k in ("weighted_f1", "accuracy", "balanced_accuracy", "macro_auroc")},
-                   **{k: r["retrieval"][k] for k in ("p_at_5", "p_at_10", "map")}}
-            print(json.dumps(row), flush=True)
-            runs.append(row)
+
+    def one(seed, arm):
+        workdir = f"runs/ham_{arm}_s{seed}"
+        train = ["nice", "-n", "10", f"{BIN}/dermjax-train", f"--config=configs/ham_text_tower.py:{arm}",
+                 f"--workdir={workdir}", f"--config.data.shards={a.shards}", f"--config.seed={seed}",
+                 f"--config.total_steps={a.steps}"]
+        if arm == "minilm":
+            train.append("--config.data.text_cache_file=runs/ham_minilm_text_features.npz")
+        evaluate = [f"{BIN}/dermjax-eval", "--workdir", workdir, "--shards", a.shards, "--split", "test",
+                    "--out", f"{workdir}/eval"]
+        t0 = time.time()
+        run(train, os.path.join(ROOT, f"{workdir}.log"))
+        train_s = time.time() - t0
+        run(evaluate, os.path.join(ROOT, f"{workdir}.log"))
+        name = next(f for f in os.listdir(os.path.join(ROOT, workdir, "eval"))
+                    if f.endswith(".json") and f != "contamination.json")
+        with open(os.path.join(ROOT, workdir, "eval", name)) as f:
+            r = json.load(f)
+        row = {"arm": arm, "seed": seed, "workdir": workdir, "n_test": r["n"], "train_seconds": round(train_s, 1),
+               "train_command": " ".join(train[3:]), "eval_command": " ".join(evaluate),
+               **{k: r["zero_shot"][k] for k in ("weighted_f1", "accuracy", "balanced_accuracy", "macro_auroc")},
+               **{k: r["retrieval"][k] for k in ("p_at_5", "p_at_10", "map")}}
+        print(json.dumps(row), flush=True)
+        return row
+
+    tasks = [(int(s), arm) for s in a.seeds.split(",") for arm in ("minilm", "scratch")]
+    with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
+        runs = list(pool.map(lambda t: one(*t), tasks))
     summary = {}
     for arm in ("minilm", "scratch"):
         rows = [r for r in runs if r["arm"] == arm]

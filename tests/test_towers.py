@@ -108,6 +108,25 @@ def test_cached_text_features_train_like_the_tower(setup, trained, tmp_path):
     np.testing.assert_allclose(losses(trained), losses(uncached), rtol=1e-4)
 
 
+def test_cache_file_is_reused_and_padding_cut_is_exact(setup, trained, tmp_path, capsys):
+    _, shard_dir, folder, _ = setup
+    emb = Embedder.from_workdir(trained)
+    path = os.path.join(trained, "text_features.npz")
+    assert os.path.isfile(path)
+    cfg = _cfg(shard_dir, folder, text_cache_file=path)
+    cfg.total_steps, cfg.seed = 2, 1  # another seed, same frozen tower and notes: same features
+    capsys.readouterr()
+    contrastive.train(cfg, str(tmp_path / "other_seed"))
+    assert f"cached note features from {path}" in capsys.readouterr().out
+    tokens = emb.tokenizer.encode(text_cache.training_texts(shard_dir))
+    full = np.asarray(nnx.merge(emb.model_graph, emb.model_state).text(jnp.asarray(tokens)))
+    cut = text_cache.tower_features(emb.model_graph, emb.model_state, tokens, emb.mesh, batch_size=16)
+    np.testing.assert_allclose(cut, full, rtol=1e-5, atol=1e-6)
+    with np.load(path) as z:
+        assert z["features"].shape[0] == len(np.unique(tokens, axis=0))
+        assert str(z["fingerprint"]) == text_cache.fingerprint(emb.model_state, np.unique(tokens, axis=0))
+
+
 def _split(workdir):
     emb = Embedder.from_workdir(workdir)
     return emb.model_graph, emb.model_state

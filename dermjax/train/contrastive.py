@@ -153,7 +153,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         f"vocab {tokenizer.vocab_size}; loss {cfg.loss}")
 
     # Frozen text tower: its outputs for every training note, computed once (None otherwise).
-    cached_text = text_cache.build(cfg, graphdef, state, tokenizer, mesh, log) or (lambda b: b)
+    cached_text = text_cache.build(cfg, graphdef, state, tokenizer, mesh, log,
+                                   cfg.data.get("text_cache_file") or os.path.join(workdir, "text_features.npz"))
+    cached_text = cached_text or (lambda b: b)
     batch_sharding = sharding.batch_sharding(mesh)
     train_step = make_train_step(graphdef, cfg.loss, state_shardings, batch_sharding,
                                  cfg.get("label_aware", False))

@@ -24,6 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
     # With model.text.freeze: run the text tower once over all training notes before training
     # and feed its cached outputs to the train step (dermjax/train/text_cache.py).
     c.data.cache_text_features = True
+    c.data.text_cache_file = ""  # default WORKDIR/text_features.npz; reused when it fits
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "two_towers"

@@ -6,12 +6,17 @@
     /tmp/oc/bin/pip install ftfy regex huggingface_hub safetensors
     python bench/train_throughput.py --open-clip /tmp/oc/bin/python
 
+With --serve it warms up, then times each "run N" request read from stdin (the protocol of
+bench/train_throughput.py), so the parent can measure both sides in turns.
+
 PyPI's torchvision is a CUDA build whose import fails next to CPU torch ("operator
 torchvision::nms does not exist"); declaring those two operator schemas first lets it import.
-Prints one JSON line: images_per_sec.
+Without --serve it prints one JSON line: images_per_sec.
 """
 import argparse
 import json
+import os
+import sys
 import time
 
 import torch
@@ -28,6 +33,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--serve", action="store_true")
     a = ap.parse_args()
     torch.manual_seed(0)
     model = open_clip.CLIP(
@@ -48,13 +54,25 @@ def main():
         loss.backward()
         opt.step()
 
+    def run(n):
+        t = time.perf_counter()
+        for _ in range(n):
+            step()
+        return (time.perf_counter() - t) / n
+
     step()
-    t = time.perf_counter()
-    for _ in range(a.steps):
-        step()
-    dt = (time.perf_counter() - t) / a.steps
-    print(json.dumps({"images_per_sec": a.batch / dt, "step_s": dt, "threads": torch.get_num_threads(),
-                      "torch": torch.__version__}))
+    step()
+    info = {"threads": torch.get_num_threads(), "torch": torch.__version__, "open_clip": open_clip.__version__,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+    if a.serve:
+        # the protocol's one implementation; train_throughput imports nothing beyond the stdlib
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from train_throughput import serve
+
+        serve(info, run)
+        return
+    dt = run(a.steps)
+    print(json.dumps({"images_per_sec": a.batch / dt, "step_s": dt, **info}))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """CLIP ViT-L/14 at 224 px with an L-size text tower, for accelerator pods: global batch 8192,
 bf16, FSDP x tensor parallelism, remat.
 
-    dermjax-train --config configs/clip_vit_l14.py --workdir gs://BUCKET/runs/clip_l14 \
-        --config.data.shards=gs://BUCKET/shards --distributed        # one command per host
+    # TPU VM slice (gs:// paths are mounted with gcsfuse on every worker; see README):
+    ./launch/tpu_vm.sh run configs/clip_vit_l14.py gs://BUCKET/runs/clip_l14 --config.data.shards=gs://BUCKET/shards
+    # SLURM, 4 nodes x 8 GPUs, shared filesystem:
+    ./launch/slurm_submit.sh --nodes 4 --gpus-per-node 8 configs/clip_vit_l14.py /shared/runs/clip_l14 \
+        --config.data.shards=/shared/shards
 
 Expected memory per device: ~304M + ~123M parameters with AdamW state in f32 (~6.8 GB, divided
 by fsdp x tensor), plus remat-reduced activations. Throughput: not measured here (no

@@ -1,8 +1,11 @@
 """SigLIP ViT-B/16 at 224 px with MAP pooling and a B-size text tower, for accelerators:
 global batch 4096, bf16 compute with f32 parameters, FSDP over all devices.
 
-    dermjax-train --config configs/siglip_vit_b16.py --workdir gs://BUCKET/runs/siglip_b16 \
-        --config.data.shards=gs://BUCKET/shards --distributed        # one command per host
+    # TPU VM slice (gs:// paths are mounted with gcsfuse on every worker; see README):
+    ./launch/tpu_vm.sh run configs/siglip_vit_b16.py gs://BUCKET/runs/siglip_b16 --config.data.shards=gs://BUCKET/shards
+    # SLURM, 4 nodes x 8 GPUs, shared filesystem:
+    ./launch/slurm_submit.sh --nodes 4 --gpus-per-node 8 configs/siglip_vit_b16.py /shared/runs/siglip_b16 \
+        --config.data.shards=/shared/shards
 
 Expected memory per device: ~86M + ~64M parameters in f32 with AdamW state (~2.4 GB, divided
 by the fsdp size) plus activations for 4096 / n_devices examples (~6 GB per 128 examples at

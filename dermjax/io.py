@@ -21,6 +21,11 @@ def atomic_path(path: str) -> Iterator[str]:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     os.close(fd)
+    # mkstemp makes the file private (0600); the result should be as readable as any file the
+    # user writes (shards and checkpoints are often shared between users of a cluster).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         os.replace(tmp, path)

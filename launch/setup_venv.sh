@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Creates .venv and installs dermjax with the pinned, tested dependency set (constraints.txt),
 # including the test-only `reference` extra (CPU torch 2.13.0, timm, open_clip, transformers).
-# Reruns are quick: it reinstalls only when pyproject.toml or constraints.txt changed.
+# DERMJAX_ACCELERATOR=tpu|cuda12 adds jax's accelerator plugin (jax[tpu], jax[cuda12]) at the
+# pinned jax version. Reruns are quick: it reinstalls only when the packaging files, the C
+# extension or the accelerator changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+ACCEL=${DERMJAX_ACCELERATOR:-}
 stamp=.venv/.dermjax-installed
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+want=$( (cat pyproject.toml constraints.txt setup.py dermjax/data/_resample*.[ch]
+        [[ -z $ACCEL ]] || echo "accelerator=$ACCEL") | sha256sum | cut -d' ' -f1)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
-echo "== installing dermjax into .venv (pinned by constraints.txt) =="
+echo "== installing dermjax into .venv (pinned by constraints.txt${ACCEL:+, jax[$ACCEL]}) =="
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q -U pip
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference]"
+if [[ -n $ACCEL ]]; then
+  .venv/bin/python -m pip install -q -c constraints.txt "jax[$ACCEL]"
+fi
 echo "$want" > "$stamp"

@@ -170,3 +170,35 @@ def test_start_batch_continues_the_same_stream(tiny_shards):
     for want, got in zip(reference[9:], _batches(pipeline.make_train_iterator(out, start_batch=9, **kw), 6)):
         for k in want:
             np.testing.assert_array_equal(want[k], got[k])
+
+
+def test_atomic_writes_follow_the_umask_not_mkstemp(tmp_path):
+    from dermjax.io import write_bytes
+
+    old = os.umask(0o022)
+    try:
+        write_bytes(str(tmp_path / "a.bin"), b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_every_epoch_is_a_permutation_of_the_split_in_its_own_order(tiny_shards):
+    out, _ = tiny_shards
+    tok = tokenizer.Tokenizer(os.path.join(out, "tokenizer.model"), 16)
+    reader = shards.ShardReader(shards.shard_paths(out, "train"))
+    n = len(reader)
+    maker = pipeline.BatchMaker(reader, tok, 32, batch_size=5, seed=2)
+    stream = maker.records(np.arange(3 * n))
+    epochs = stream.reshape(3, n)
+    for e in epochs:
+        assert sorted(e) == list(range(n))
+    assert not np.array_equal(epochs[0], epochs[1])
+
+
+def test_uniforms_are_a_pure_function_of_seed_and_position():
+    u = pipeline.uniforms(4, np.arange(1000), 8)
+    assert u.shape == (1000, 8) and 0 <= u.min() and u.max() < 1
+    np.testing.assert_array_equal(u[500:], pipeline.uniforms(4, np.arange(500, 1000), 8))
+    assert abs(u.mean() - 0.5) < 0.01 and abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 0.1
+    assert not np.array_equal(u, pipeline.uniforms(5, np.arange(1000), 8))

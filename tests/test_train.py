@@ -209,7 +209,8 @@ def test_diverged_training_stops_without_saving_nan(shard_dir, tmp_path):
     assert not os.listdir(tmp_path / "nan" / "checkpoints")
 
 
-def test_sigterm_checkpoints_and_exits_then_resumes(shard_dir, tmp_path):
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1"])  # preemption; SLURM's time-limit warning
+def test_sigterm_checkpoints_and_exits_then_resumes(shard_dir, tmp_path, sig):
     import signal
     import subprocess
     import sys
@@ -227,10 +228,10 @@ def test_sigterm_checkpoints_and_exits_then_resumes(shard_dir, tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics) > 100):
         time.sleep(0.5)
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(getattr(signal, sig))
     out = p.communicate(timeout=120)[0]
     assert p.returncode == 0, out[-2000:]
-    stopped = [l for l in out.splitlines() if "stopped by SIGTERM at step" in l]
+    stopped = [l for l in out.splitlines() if f"stopped by {sig} at step" in l]
     assert stopped, out[-2000:]
     step = int(stopped[0].split("at step ")[1].split(";")[0])
     assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(step)]

@@ -2,7 +2,10 @@
 
 Trains with the contrastive trainer, writes Orbax checkpoints under DIR and resumes from the
 latest one there when started again. Multi-host: set --distributed (TPU VM / SLURM detect the
-cluster themselves) or DERMJAX_COORDINATOR, DERMJAX_NUM_PROCESSES and DERMJAX_PROCESS_ID.
+cluster themselves) or DERMJAX_COORDINATOR, DERMJAX_NUM_PROCESSES and DERMJAX_PROCESS_ID;
+DERMJAX_LOCAL_DEVICE_IDS=0,1 picks this process's accelerators. Multi-process runs train in a
+watched child process (dermjax/train/watchdog.py): when a process is lost the others stop with
+one line naming it (exit status 75) instead of hanging; rerunning resumes.
 """
 from __future__ import annotations
 
@@ -13,21 +16,11 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from dermjax.cli._common import one_line_errors
+from dermjax.errors import DermjaxError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (.py with get_config)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, logs and config.json go here")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
-
-
-def init_distributed(auto: bool) -> None:
-    import jax
-
-    if os.environ.get("DERMJAX_COORDINATOR"):
-        jax.distributed.initialize(coordinator_address=os.environ["DERMJAX_COORDINATOR"],
-                                   num_processes=int(os.environ["DERMJAX_NUM_PROCESSES"]),
-                                   process_id=int(os.environ["DERMJAX_PROCESS_ID"]))
-    elif auto:
-        jax.distributed.initialize()
 
 
 @one_line_errors
@@ -37,13 +30,39 @@ def _run(argv):
     if _CONFIG.value is None or not _WORKDIR.value:
         print("error: --config and --workdir are required", file=sys.stderr)
         sys.exit(2)
-    init_distributed(_DISTRIBUTED.value)
+    from dermjax.train import watchdog
+
+    settings = watchdog.Settings.from_config(_CONFIG.value.get("watchdog"))
+    if not watchdog.initialize(_DISTRIBUTED.value, settings):
+        from dermjax.train import contrastive
+
+        contrastive.train(_CONFIG.value, _WORKDIR.value)
+        return
+    watchdog.start(settings, _WORKDIR.value)
     from dermjax.train import contrastive
 
-    contrastive.train(_CONFIG.value, _WORKDIR.value)
+    try:
+        contrastive.train(_CONFIG.value, _WORKDIR.value)
+    except DermjaxError as e:  # the same error may not reach every process: tell them
+        watchdog.stop("failed", str(e))
+        raise
+    except Exception:
+        # Usually a collective failing because a peer died: let the watchdog name it.
+        watchdog.explain_failure()
+        raise
+    watchdog.stop()
+
+
+def _multi_process(argv) -> bool:
+    return bool(os.environ.get("DERMJAX_COORDINATOR")) or any(
+        a in ("--distributed", "--distributed=true", "--distributed=True") for a in argv)
 
 
 def main():
+    if _multi_process(sys.argv[1:]) and not os.environ.get("DERMJAX_SUPERVISED"):
+        from dermjax.train import watchdog
+
+        sys.exit(watchdog.supervise([sys.executable, "-m", "dermjax.cli.train", *sys.argv[1:]]))
     app.run(_run)
 
 

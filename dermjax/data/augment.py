@@ -1,10 +1,9 @@
-"""Image preprocessing in numpy/PIL, run inside grain workers (no JAX here).
+"""Image preprocessing in numpy/PIL + one C kernel, run inside grain workers (no JAX here).
 
 The training path is written for throughput (bench/input_pipeline.py measures it): JPEGs are
-decoded at the coarsest DCT scale that still covers the crop (PIL draft mode), colour jitter is
-one affine colour matrix applied by PIL in C to whichever is smaller of the crop and the
-output, all random numbers come from one generator call, and flips/rotations are numpy views
-that the batch copy materialises.
+decoded at the coarsest DCT scale that still covers the crop (PIL draft mode), all random
+numbers come from one generator call, and the crop, resize, flip, rotation and colour jitter
+are one pass of `_resample.resample` (dermjax/data/_resample.c) writing the final array.
 """
 from __future__ import annotations
 
@@ -13,6 +12,12 @@ import math
 
 import numpy as np
 from PIL import Image
+
+from dermjax.data import _resample
+
+# Uniform random numbers one training example consumes: 4 per crop try (10 tries), 3 for the
+# colour jitter, 1 flip, 1 rotation.
+UNIFORMS = 45
 
 # ITU-R 601-2 luma, the weights PIL uses for "L": saturation jitter keeps this grey unchanged.
 _LUMA = (0.299, 0.587, 0.114)
@@ -23,16 +28,42 @@ def open_image(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data))
 
 
-def center_square(img: Image.Image, size: int) -> np.ndarray:
-    """Eval transform: shorter side to `size`, then the central square."""
+def _pixels(img: Image.Image):
+    """What the kernel reads: Pillow's own pixel memory through the Arrow C data interface
+    (no copy; 4 bytes per pixel), or a numpy copy where Pillow cannot export (e.g. an image
+    split across memory blocks)."""
     if img.mode != "RGB":
         img = img.convert("RGB")
+    try:
+        return img.__arrow_c_array__()[1], img.size
+    except (AttributeError, ValueError):  # Pillow < 11.2, or not one memory block
+        return np.asarray(img), img.size
+
+
+def resample(pixels, size: int, box, flip: bool = False, turns: int = 0,
+             jitter: tuple[float, float, float] | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """Crop `box` (x0, y0, x1, y1, float source pixels) of a uint8 RGB image (an [h, w, 3]
+    array, or `_pixels(img)`), resize it to size x size with anti-aliased bilinear filtering
+    (PIL's BILINEAR), then np.rot90(fliplr?(.), turns), and apply (brightness, contrast,
+    saturation) jitter: see `colour_matrix` for its exact meaning. Writes into `out` (a
+    C-contiguous uint8 [size, size, 3] array, e.g. a row of a batch) when given."""
+    if isinstance(pixels, np.ndarray):
+        src, (h, w) = np.ascontiguousarray(pixels, np.uint8), pixels.shape[:2]
+    else:
+        src, (w, h) = pixels
+    if out is None:
+        out = np.empty((size, size, 3), np.uint8)
+    b, c, s = jitter or (1.0, 1.0, 1.0)
+    _resample.resample(src, h, w, out, size, *map(float, box), bool(flip), int(turns), b, c, s)
+    return out
+
+
+def center_square(img: Image.Image, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Eval transform: the central square of the shorter side, resized to `size`."""
     w, h = img.size
-    s = size / min(w, h)
-    img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)))
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    return resample(_pixels(img), size, (left, top, left + side, top + side), out=out)
 
 
 def _crop_box(w: int, h: int, u: np.ndarray, scale, ratio) -> tuple[int, int, int, int]:
@@ -67,44 +98,24 @@ def colour_matrix(img: Image.Image, brightness: float, contrast: float, saturati
     return tuple(out)
 
 
-def train_augment(img: Image.Image, size: int, rng: np.random.Generator,
-                  scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), jitter: float = 0.1) -> np.ndarray:
+def train_augment(img: Image.Image, size: int, u: np.ndarray, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3),
+                  jitter: float = 0.1, out: np.ndarray | None = None) -> np.ndarray:
     """Random resized crop, flips, 90-degree rotations and mild colour jitter.
 
     Dermoscopy has no canonical orientation, so every flip and rotation is label-preserving;
     colour jitter stays mild because colour is itself diagnostic (blue-gray veil, red vessels).
     `img` may be lazily opened (open_image): a JPEG is then decoded at reduced size when the
-    crop is much larger than `size`. The result may be a strided view (flips and rotations
-    are not copied): batching copies it once anyway.
+    crop is much larger than `size`. `u`: at least UNIFORMS uniform random numbers in [0, 1),
+    all the randomness this example uses.
     """
-    u = rng.random(45)  # one call: per-scalar Generator calls cost microseconds each
     w, h = img.size
     left, top, cw, ch = _crop_box(w, h, u, scale, ratio)
     if img.format == "JPEG":
         # draft picks the coarsest DCT scale (1, 1/2, 1/4, 1/8) keeping at least the requested
         # size, so the crop still has >= `size` pixels per side after it.
         img.draft("RGB", (math.ceil(w * size / cw), math.ceil(h * size / ch)))
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    sx, sy = img.size[0] / w, img.size[1] / h
+    pixels = _pixels(img)
+    sx, sy = pixels[1][0] / w, pixels[1][1] / h
     box = (left * sx, top * sy, (left + cw) * sx, (top + ch) * sy)
     factors = tuple(1.0 + jitter * (2.0 * x - 1.0) for x in u[40:43]) if jitter > 0 else None
-    flip, turns = bool(u[43] < 0.5), int(u[44] * 4)
-
-    # Upsampling uses bilinear; downsampling a box filter (area averaging), which is
-    # anti-aliased and the cheapest PIL filter.
-    down = box[2] - box[0] >= size and box[3] - box[1] >= size
-    resample = Image.BOX if down else Image.BILINEAR
-    if factors is not None and (box[2] - box[0]) * (box[3] - box[1]) < size * size:
-        # Jitter commutes with linear resampling: apply it where there are fewer pixels.
-        ibox = (math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]), math.ceil(box[3]))
-        img = img.crop(ibox)
-        img = img.convert("RGB", colour_matrix(img, *factors))
-        box = (box[0] - ibox[0], box[1] - ibox[1], box[2] - ibox[0], box[3] - ibox[1])
-        img = img.resize((size, size), resample, box=box)
-    else:
-        img = img.resize((size, size), resample, box=box)
-        if factors is not None:
-            img = img.convert("RGB", colour_matrix(img, *factors))
-    x = np.asarray(img)
-    return np.rot90(x[:, ::-1] if flip else x, turns)
+    return resample(pixels, size, box, flip=bool(u[43] < 0.5), turns=int(u[44] * 4), jitter=factors, out=out)

@@ -1,5 +1,5 @@
 """BERT-family text encoder (Hugging Face `BertModel` layout): an alternative text tower that can
-start from pretrained weights (PubMedBERT, MiniLM, ...; `dermjax.models.pretrained.load_bert`).
+start from pretrained weights (PubMedBERT, MiniLM, ...; `dermjax.models.pretrained.bert_tower`).
 
 Post-LayerNorm blocks, absolute positions, token-type embeddings (all type 0 here), exact GELU.
 Pooling: "cls" (the first token's final state), "pooler" (BERT's dense + tanh on it) or "mean"
@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from dermjax.errors import DermjaxError
-from dermjax.models.transformer import activation, dense, layer_norm
+from dermjax.models.transformer import activation, attend, dense, layer_norm, merge_heads, project_heads
 
 POOLING = ("cls", "pooler", "mean")
 # Hugging Face config.json key -> dermjax key.
@@ -89,12 +88,9 @@ class SelfAttention(nnx.Module):
         self.out = dense(dim, dim, ("heads", "embed"), rngs, dtype)
 
     def __call__(self, x, mask):
-        b, n, d = x.shape
-        split = lambda t: t.reshape(b, n, self.heads, d // self.heads)
-        bias = jnp.where(mask[:, None, None, :], 0.0, -1e9).astype(x.dtype)
-        y = jax.nn.dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)),
-                                         bias=bias)
-        return self.out(y.reshape(b, n, d))
+        q, k, v = (project_heads(layer, x, 1, self.heads)[0] for layer in (self.q, self.k, self.v))
+        bias = jnp.where(mask[:, None, None, :], 0.0, -1e9).astype(jnp.float32)
+        return merge_heads(self.out, attend(q, k, v, bias))
 
 
 class Layer(nnx.Module):

@@ -40,6 +40,41 @@ def activation(name: str):
     return ACTIVATIONS[name]
 
 
+def attend(q, k, v, bias=None):
+    """Softmax attention on head-major arrays q [b, h, n, dh], k/v [b, h, m, dh] -> [b, h, n, dh];
+    the logits and softmax are f32 whatever the compute dtype."""
+    s = jnp.einsum("bhqd,bhkd->bhqk", q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype), k,
+                   preferred_element_type=jnp.float32)
+    if bias is not None:
+        s = s + bias
+    return jnp.einsum("bhqk,bhkd->bhqd", jax.nn.softmax(s, axis=-1).astype(v.dtype), v)
+
+
+def project_heads(layer: nnx.Linear, x, groups: int, heads: int):
+    """x [b, n, d] through a Linear whose outputs are (groups, heads, dh) -> [groups, b, heads, n, dh].
+
+    The same weights as `layer(x).reshape(b, n, groups, heads, dh)`, but the projection writes
+    the head-major layout the attention products read, so XLA adds no transposes around them
+    (measured on CPU: the attention sub-layer's forward + backward 1.4x faster at ViT-Ti shapes,
+    1.9x at the 64-token text tower's)."""
+    d = x.shape[-1]
+    dh = layer.out_features // (groups * heads)
+    w = layer.kernel[...].astype(layer.dtype or x.dtype).reshape(d, groups, heads, dh)
+    y = jnp.einsum("bnd,dghk->gbhnk", x.astype(w.dtype), w)
+    if layer.bias is not None:
+        y = y + layer.bias[...].astype(w.dtype).reshape(groups, 1, heads, 1, dh)
+    return y
+
+
+def merge_heads(layer: nnx.Linear, y):
+    """y [b, heads, n, dh] through a Linear whose inputs are (heads, dh) -> [b, n, out]: the
+    same as `layer(y.transpose(0, 2, 1, 3).reshape(b, n, heads * dh))` without the transpose."""
+    _, h, _, dh = y.shape
+    w = layer.kernel[...].astype(layer.dtype or y.dtype).reshape(h, dh, layer.out_features)
+    out = jnp.einsum("bhnk,hkd->bnd", y.astype(w.dtype), w)
+    return out if layer.bias is None else out + layer.bias[...].astype(w.dtype)
+
+
 class Attention(nnx.Module):
     def __init__(self, dim: int, heads: int, rngs: nnx.Rngs, dtype):
         if dim % heads:
@@ -49,13 +84,10 @@ class Attention(nnx.Module):
         self.out = dense(dim, dim, ("heads", "embed"), rngs, dtype)
 
     def __call__(self, x, mask=None):
-        b, n, d = x.shape
-        q, k, v = jnp.split(self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads), 3, axis=2)
-        q, k, v = (t[:, :, 0] for t in (q, k, v))
+        q, k, v = project_heads(self.qkv, x, 3, self.heads)
         # mask: [b, n] True where a token is real; padding keys get no attention weight.
-        bias = None if mask is None else jnp.where(mask[:, None, None, :], 0.0, -1e9).astype(x.dtype)
-        y = jax.nn.dot_product_attention(q, k, v, bias=bias)
-        return self.out(y.reshape(b, n, d))
+        bias = None if mask is None else jnp.where(mask[:, None, None, :], 0.0, -1e9).astype(jnp.float32)
+        return merge_heads(self.out, attend(q, k, v, bias))
 
 
 class Block(nnx.Module):
@@ -107,9 +139,8 @@ class MAPHead(nnx.Module):
 
     def __call__(self, x):
         b, n, d = x.shape
-        h = self.heads
-        q = self.q(jnp.broadcast_to(self.probe[...].astype(x.dtype), (b, 1, d))).reshape(b, 1, h, d // h)
-        k, v = jnp.split(self.kv(x).reshape(b, n, 2, h, d // h), 2, axis=2)
-        y = self.out(jax.nn.dot_product_attention(q, k[:, :, 0], v[:, :, 0]).reshape(b, 1, d))
+        q = project_heads(self.q, jnp.broadcast_to(self.probe[...].astype(x.dtype), (b, 1, d)), 1, self.heads)[0]
+        k, v = project_heads(self.kv, x, 2, self.heads)
+        y = merge_heads(self.out, attend(q, k, v))
         y = y + self.mlp_out(activation(self.act)(self.mlp_in(self.ln(y))))
         return y[:, 0]

@@ -21,7 +21,7 @@ from dermjax.data import pipeline, shards
 from dermjax.data.tokenizer import open_tokenizer, workdir_name
 from dermjax.errors import DermjaxError
 from dermjax.io import write_bytes
-from dermjax.train import losses, sharding, state as state_lib, text_cache, towers
+from dermjax.train import losses, sharding, state as state_lib, text_cache, towers, watchdog
 from dermjax.train.checkpoint import Checkpointer
 from dermjax.train.metric_writer import MetricWriter
 
@@ -173,6 +173,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         for step in range(start + 1, cfg.total_steps + 1):
             batch = sharding.global_batch(cached_text(next(data_iter)), mesh)
             state, metrics = train_step(state, batch)
+            watchdog.progress(step)
             if pending is not None:
                 last = _report(pending, writer, bar, t0, seen, cfg, ckpt) or last
             pending = (step, metrics)
@@ -201,12 +202,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 class StopSignal:
-    """SIGTERM (preemption, scancel, Ctrl-C) asks the loop to checkpoint and exit at the next step."""
+    """SIGTERM (preemption, scancel), SIGUSR1 (SLURM's warning before the time limit) and Ctrl-C
+    ask the loop to checkpoint and exit at the next step."""
 
     def __init__(self):
         self.name = None
         self._old = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: leave signals alone

@@ -54,4 +54,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_every = 100  # zero-shot + retrieval on the validation split (0: off)
 
     c.mesh = dict(data=-1, fsdp=1, tensor=1)  # -1: all remaining devices
+
+    # Multi-process runs (dermjax/train/watchdog.py), seconds: connecting to the coordinator,
+    # JAX's own dead-peer abort, the exit barrier; a peer silent for lost_after is lost; no step
+    # finished in step_timeout is a hang. Either way every process stops naming the cause.
+    c.watchdog = dict(init_timeout=300, heartbeat_timeout=100, shutdown_timeout=300, lost_after=30.0,
+                      step_timeout=1800.0, interval=0.0)
     return c

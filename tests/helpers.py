@@ -55,3 +55,28 @@ def tiny_shard_dir(root, n: int, num_shards: int = 2, patients: int | None = Non
     texts = [note["text"] for ex in shards.read_split(out, "train") for note in ex["notes"]]
     tokenizer.train(texts * 4, os.path.join(out, "tokenizer.model"), vocab_size=60)
     return out, recs
+
+
+def kill_after_a_checkpoint_and_rerun(start, workdir: str, total_steps: int) -> str:
+    """start(workdir) -> a Popen of a training run. SIGKILLs the run at a random moment after its
+    first checkpoint, starts it again and returns the rerun's output, checking that it resumed
+    from the last checkpoint the killed run finished."""
+    import random
+    import signal
+    import time
+
+    p = start(workdir)
+    ckdir = os.path.join(workdir, "checkpoints")
+    deadline = time.time() + 240
+    while time.time() < deadline and not (os.path.isdir(ckdir) and any(d.isdigit() for d in os.listdir(ckdir))):
+        time.sleep(0.2)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 1.5))
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    done_before = sorted(int(d) for d in os.listdir(ckdir) if d.isdigit())
+    p = start(workdir)
+    out = p.communicate(timeout=300)[0]
+    assert p.returncode == 0, out[-2000:]
+    if done_before and done_before[-1] < total_steps:
+        assert f"resuming from {ckdir}/{done_before[-1]}" in out
+    return out

@@ -13,7 +13,7 @@ from configs.quickstart import get_config
 from dermjax.data import tokenizer
 from dermjax.train import contrastive, losses, sharding, state as state_lib
 from dermjax.train.checkpoint import Checkpointer
-from tests.helpers import tiny_shard_dir
+from tests.helpers import kill_after_a_checkpoint_and_rerun, tiny_shard_dir
 
 
 def test_mesh_shape_resolves_minus_one():
@@ -259,11 +259,8 @@ def test_checkpoint_restores_onto_another_mesh_and_continues(shard_dir, tmp_path
 
 def test_kill9_after_a_checkpoint_then_resume_is_bitwise_identical(shard_dir, tmp_path):
     import json
-    import random
-    import signal
     import subprocess
     import sys
-    import time
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     tok = os.path.join(shard_dir, "tokenizer.model")
@@ -279,20 +276,7 @@ def test_kill9_after_a_checkpoint_then_resume_is_bitwise_identical(shard_dir, tm
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
     p = train(straight)
     assert p.wait(timeout=300) == 0, p.stdout.read()[-2000:]
-    p = train(killed)
-    ckdir = os.path.join(killed, "checkpoints")
-    deadline = time.time() + 240
-    while time.time() < deadline and not (os.path.isdir(ckdir) and any(d.isdigit() for d in os.listdir(ckdir))):
-        time.sleep(0.2)
-    time.sleep(random.Random(os.getpid()).uniform(0.0, 1.5))  # a random moment after the first checkpoint
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=60)
-    done_before = sorted(int(d) for d in os.listdir(ckdir) if d.isdigit())
-    p = train(killed)
-    out = p.communicate(timeout=300)[0]
-    assert p.returncode == 0, out[-2000:]
-    if done_before and done_before[-1] < 16:
-        assert f"resuming from {ckdir}/{done_before[-1]}" in out
+    kill_after_a_checkpoint_and_rerun(train, killed, total_steps=16)
 
     cfg = _cfg(shard_dir)
     a, b = _final_params(straight, cfg), _final_params(killed, cfg)

@@ -1,6 +1,7 @@
 """dermjax-train --config configs/NAME.py --workdir DIR [--config.KEY=VALUE ...]
 
-Trains with the contrastive trainer, writes Orbax checkpoints under DIR and resumes from the
+Trains with the trainer the config names (`config.trainer`: "contrastive", or "distill" for the
+teacher-student trainer of dermjax/train/distill.py), writes Orbax checkpoints under DIR and resumes from the
 latest one there when started again. Multi-host: set --distributed (TPU VM / SLURM detect the
 cluster themselves) or DERMJAX_COORDINATOR, DERMJAX_NUM_PROCESSES and DERMJAX_PROCESS_ID;
 DERMJAX_LOCAL_DEVICE_IDS=0,1 picks this process's accelerators. Multi-process runs train in a
@@ -18,6 +19,8 @@ from ml_collections import config_flags
 from dermjax.cli._common import one_line_errors
 from dermjax.errors import DermjaxError
 
+TRAINERS = ("contrastive", "distill")  # modules of dermjax.train, each with train(cfg, workdir)
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (.py with get_config)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, logs and config.json go here")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
@@ -34,15 +37,11 @@ def _run(argv):
 
     settings = watchdog.Settings.from_config(_CONFIG.value.get("watchdog"))
     if not watchdog.initialize(_DISTRIBUTED.value, settings):
-        from dermjax.train import contrastive
-
-        contrastive.train(_CONFIG.value, _WORKDIR.value)
+        _trainer(_CONFIG.value).train(_CONFIG.value, _WORKDIR.value)
         return
     watchdog.start(settings, _WORKDIR.value)
-    from dermjax.train import contrastive
-
     try:
-        contrastive.train(_CONFIG.value, _WORKDIR.value)
+        _trainer(_CONFIG.value).train(_CONFIG.value, _WORKDIR.value)
     except DermjaxError as e:  # the same error may not reach every process: tell them
         watchdog.stop("failed", str(e))
         raise
@@ -56,6 +55,15 @@ def _run(argv):
 def _multi_process(argv) -> bool:
     return bool(os.environ.get("DERMJAX_COORDINATOR")) or any(
         a in ("--distributed", "--distributed=true", "--distributed=True") for a in argv)
+
+
+def _trainer(cfg):
+    import importlib
+
+    name = cfg.get("trainer", "contrastive")
+    if name not in TRAINERS:
+        raise DermjaxError(f"config.trainer {name!r} is not one of {', '.join(TRAINERS)}")
+    return importlib.import_module(f"dermjax.train.{name}")
 
 
 def main():

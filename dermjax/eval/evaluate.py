@@ -14,21 +14,19 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
 from PIL import Image
 from tqdm import tqdm
 
 from dermjax.data import augment
-from dermjax.data import tokenizer as tokenizer_lib
 from dermjax.data.tokenizer import Tokenizer
 from dermjax.errors import DermjaxError
 from dermjax.eval import metrics
 from dermjax.eval.benchmarks import Benchmark
 from dermjax.io import atomic_path, write_json
-from dermjax.train import sharding, state as state_lib
-from dermjax.train.checkpoint import Checkpointer
+from dermjax.train import sharding
+from dermjax.train.checkpoint import restore_workdir
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -67,20 +65,8 @@ class Embedder:
 
     @classmethod
     def from_workdir(cls, workdir: str, step: int | None = None, batch_size: int = 256) -> "Embedder":
-        cfg_path = os.path.join(workdir, "config.json")
-        if not os.path.isfile(cfg_path):
-            raise DermjaxError(f"{cfg_path}: not found; is {workdir} a dermjax-train workdir?")
-        with open(cfg_path) as f:
-            cfg = ml_collections.ConfigDict(json.load(f))
-        tokenizer = tokenizer_lib.from_workdir(workdir, cfg.model.text.max_len)
         mesh = sharding.make_mesh({"data": -1})
-        ckpt = Checkpointer(workdir, async_save=False)
-        step = ckpt.latest_step() if step is None else step
-        if step is None:
-            raise DermjaxError(f"{ckpt.directory}: no checkpoint to evaluate")
-        graphdef, abstract, _ = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
-        state = ckpt.restore(step, abstract)
-        ckpt.close()
+        cfg, tokenizer, graphdef, state, step = restore_workdir(workdir, mesh, step)
         embedder = cls.from_train_state(graphdef, state, cfg, tokenizer, mesh, step, batch_size)
         embedder.cfg = cfg
         return embedder

@@ -5,12 +5,16 @@ through an abstract target carrying the new shardings.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import grain
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
+
+from dermjax.errors import DermjaxError
 
 
 class Checkpointer:
@@ -55,3 +59,36 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def resolve(path: str) -> tuple[str, int | None]:
+    """A workdir, or one of its checkpoints (WORKDIR/checkpoints/STEP) -> (workdir, step or None)."""
+    path = os.path.abspath(path.rstrip("/"))
+    parent = os.path.dirname(path)
+    if os.path.basename(path).isdigit() and os.path.basename(parent) == "checkpoints":
+        return os.path.dirname(parent), int(os.path.basename(path))
+    return path, None
+
+
+def restore_workdir(workdir: str, mesh: jax.sharding.Mesh, step: int | None = None):
+    """A finished (or running) dermjax-train workdir -> (config, tokenizer, graphdef, state, step),
+    the state on `mesh` with the shardings of the rules table (latest step unless given)."""
+    from dermjax.data.tokenizer import from_workdir
+    from dermjax.train import state as state_lib
+
+    cfg_path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(cfg_path):
+        raise DermjaxError(f"{cfg_path}: not found; is {workdir} a dermjax-train workdir?")
+    with open(cfg_path) as f:
+        cfg = ml_collections.ConfigDict(json.load(f))
+    tokenizer = from_workdir(workdir, cfg.model.text.max_len)
+    ckpt = Checkpointer(workdir, async_save=False)
+    try:
+        step = ckpt.latest_step() if step is None else step
+        if step is None:
+            raise DermjaxError(f"{ckpt.directory}: no checkpoint to restore")
+        graphdef, abstract, _ = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
+        state = ckpt.restore(step, abstract)
+    finally:
+        ckpt.close()
+    return cfg, tokenizer, graphdef, state, step

@@ -25,6 +25,10 @@ def base_config() -> ml_collections.ConfigDict:
     # and feed its cached outputs to the train step (dermjax/train/text_cache.py).
     c.data.cache_text_features = True
     c.data.text_cache_file = ""  # default WORKDIR/text_features.npz; reused when it fits
+    # Keep the notes of this fraction of the training patients only (a deterministic hash of the
+    # patient id, splits.keeps_notes); the others' images are unpaired (the distill trainer
+    # learns from them, the contrastive trainer leaves them out).
+    c.data.paired_fraction = 1.0
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "two_towers"
@@ -60,4 +64,18 @@ def base_config() -> ml_collections.ConfigDict:
     # finished in step_timeout is a hang. Either way every process stops naming the cause.
     c.watchdog = dict(init_timeout=300, heartbeat_timeout=100, shutdown_timeout=300, lost_after=30.0,
                       step_timeout=1800.0, interval=0.0)
+
+    # trainer = "distill" (dermjax/train/distill.py): a frozen teacher guides the student on
+    # unpaired images; batch_size counts paired + unpaired rows.
+    c.distill = ml_collections.ConfigDict()
+    c.distill.teacher = ""  # a dermjax-train workdir, or WORKDIR/checkpoints/STEP
+    c.distill.teacher_embed_dim = 0  # filled in from the teacher (sizes the projection head)
+    c.distill.unpaired_ratio = 0.5  # fraction of each batch that is unpaired images
+    c.distill.unpaired_shards = ()  # more shard folders read as images only (notes never read)
+    c.distill.embed_loss = "cosine"  # or "l2"
+    c.distill.temperature = 0.05  # of both softmaxes over the text bank
+    c.distill.bank_notes = 64  # paired training notes in the text bank, beside the class prompts
+    c.distill.prompts = ""  # prompt file for the bank's class prompts (default: the eval prompts)
+    # Loss weights; "pseudo" (> 0) turns on the teacher's nearest bank note as a caption.
+    c.distill.weights = dict(contrastive=1.0, embed=1.0, similarity=1.0, pseudo=0.0)
     return c

@@ -66,7 +66,12 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
 
 
 def _build(cfg: ml_collections.ConfigDict, vocab_size: int, seed: int):
-    model = two_towers.build(cfg.model, vocab_size, nnx.Rngs(seed))
+    rngs = nnx.Rngs(seed)
+    model = two_towers.build(cfg.model, vocab_size, rngs)
+    if cfg.get("trainer") == "distill":
+        from dermjax.train import distill
+
+        distill.add_heads(model, cfg, rngs)  # after the towers: they initialize as without it
     opt = nnx.Optimizer(model, make_optimizer(towers.optimizer_config(cfg), cfg.total_steps), wrt=nnx.Param)
     return model, opt
 

@@ -1,0 +1,136 @@
+"""Does distillation on unpaired images help? HAM10000, patient-level split, notes kept for 20% of
+the training patients; the other 80% of the training images are unpaired.
+
+    nice -n 10 python bench/distill_ham10000.py [--work runs/distill_ham] [--seeds 0,1]
+
+Settings, each trained with `dermjax-train` and scored with `dermjax-eval` on the test split
+(zero-shot weighted F1, balanced accuracy, class-matching image->note P@5):
+- teacher:     the student's architecture trained for twice the steps, on the 20% paired only;
+- paired_only: the student (the quickstart model) on the 20% paired only, batch 128;
+- distill:     the same student, same steps x batch: 64 paired + 64 unpaired images per batch,
+               distilled from the teacher of the same seed (configs/distill_cpu.py);
+- full_paired: the same student on 100% paired, batch 128 (the upper reference).
+The commands are printed as they run. Every stage reuses what exists (a finished workdir, an
+eval JSON), so rerunning after an interruption continues. Prepares the HAM10000 shards first
+if --shards does not exist (needs DERMJAX_DATA_ROOT). Writes bench/results/distill_ham10000.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+BIN = os.path.dirname(sys.executable)
+SETTINGS = ("teacher", "paired_only", "distill", "full_paired")
+
+# Student and teacher are configs/quickstart.py's default model (1.1M params, 64 px images); the
+# teacher is trained twice as many steps. Teachers use config.seed = seed, students seed + 10,
+# so no student starts from its teacher's initialization.
+STUDENT_SEED_OFFSET = 10
+
+
+def run(cmd: list[str], log_path: str) -> float:
+    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    t0 = time.perf_counter()
+    with open(log_path, "a") as log:
+        p = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    if p.returncode:
+        sys.exit(f"failed ({p.returncode}); see {log_path}")
+    return time.perf_counter() - t0
+
+
+def prepare(shards: str, data_root: str) -> None:
+    if os.path.isfile(os.path.join(shards, "tokenizer.model")):
+        return
+    work = os.path.dirname(os.path.abspath(shards))
+    os.makedirs(work, exist_ok=True)
+    log = os.path.join(work, "prep.log")
+    ham = os.path.join(data_root, "ham10000")
+    run([f"{BIN}/dermjax-prep", "notes", "--source", "ham10000", "--root", ham, "--out",
+         f"{work}/notes.jsonl", "--styles", "template,report"], log)
+    run([f"{BIN}/dermjax-prep", "shards", "--source", "ham10000", "--root", ham, "--notes", f"{work}/notes.jsonl",
+         "--out", shards, "--num-shards", "8", "--workers", "2", "--max-side", "128"], log)
+    run([f"{BIN}/dermjax-prep", "tokenizer", "--shards", shards, "--vocab-size", "2000"], log)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default=os.path.join(REPO, "runs", "distill_ham"))
+    ap.add_argument("--shards", default=os.path.join(REPO, "runs", "ham", "shards"))
+    ap.add_argument("--data-root", default=os.environ.get("DERMJAX_DATA_ROOT", os.path.join(REPO, "..", "shared", "data")))
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--paired-fraction", type=float, default=0.2)
+    ap.add_argument("--steps", type=int, default=100, help="student steps (batch 128) for every student setting")
+    ap.add_argument("--teacher-steps", type=int, default=300)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "distill_ham10000.json"))
+    a = ap.parse_args()
+    prepare(a.shards, a.data_root)
+    os.makedirs(a.work, exist_ok=True)
+    common = [f"--config.data.shards={a.shards}", "--config.eval_every=0", "--config.log_every=25",
+              f"--config.ckpt_every={max(a.steps, a.teacher_steps)}"]
+    fraction = f"--config.data.paired_fraction={a.paired_fraction}"
+
+    runs, timings = [], {}
+    for seed in [int(s) for s in a.seeds.split(",")]:
+        teacher = os.path.join(a.work, f"teacher_s{seed}")
+        flags = {
+            "teacher": ["configs/quickstart.py", teacher, fraction, f"--config.total_steps={a.teacher_steps}"],
+            "paired_only": ["configs/quickstart.py", None, fraction, f"--config.total_steps={a.steps}"],
+            "distill": ["configs/distill_cpu.py", None, fraction, f"--config.total_steps={a.steps}",
+                        f"--config.distill.teacher={teacher}"],
+            "full_paired": ["configs/quickstart.py", None, f"--config.total_steps={a.steps}"],
+        }
+        for setting in SETTINGS:
+            config, workdir, *extra = flags[setting]
+            workdir = workdir or os.path.join(a.work, f"{setting}_s{seed}")
+            log = os.path.join(a.work, f"{setting}_s{seed}.log")
+            config_seed = seed + (0 if setting == "teacher" else STUDENT_SEED_OFFSET)
+            t = run([f"{BIN}/dermjax-train", "--config", config, "--workdir", workdir, f"--config.seed={config_seed}",
+                     *common, *extra], log)
+            out = os.path.join(workdir, "eval")
+            result = os.path.join(out, "ham10000-test.json")
+            if not os.path.isfile(result):
+                run([f"{BIN}/dermjax-eval", "--workdir", workdir, "--shards", a.shards, "--split", "test",
+                     "--out", out, "--contamination", "off"], log)
+            r = json.load(open(result))
+            row = {"setting": setting, "seed": seed, "weighted_f1": r["zero_shot"]["weighted_f1"],
+                   "balanced_accuracy": r["zero_shot"]["balanced_accuracy"], "p_at_5": r["retrieval"]["p_at_5"]}
+            runs.append(row)
+            timings[f"{setting}_s{seed}"] = round(t, 1)
+            print(json.dumps(row), flush=True)
+
+    by = {s: [r for r in runs if r["setting"] == s] for s in SETTINGS}
+    wins = [d["weighted_f1"] > p["weighted_f1"] for d, p in zip(by["distill"], by["paired_only"])]
+    result = {
+        "runs": runs,
+        "distill_beats_paired_only_on_weighted_f1": {"per_seed": wins, "all": all(wins)},
+        "settings": {"paired_fraction": a.paired_fraction, "student_steps": a.steps, "student_batch": 128,
+                     "distill_batch": "64 paired + 64 unpaired", "teacher_steps": a.teacher_steps,
+                     "teacher": "the student's architecture (configs/quickstart.py), trained for teacher_steps x 128",
+                     "config_seeds": f"teacher: seed; students: seed + {STUDENT_SEED_OFFSET}", "shards": os.path.abspath(a.shards), "image_size": 64},
+        "wall_seconds_this_invocation": timings,  # a reused stage counts only its check
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(a.out + ".tmp", a.out)
+
+    mean = lambda xs: sum(xs) / len(xs)
+    print("\n| setting | seeds | weighted F1 | balanced accuracy | P@5 |\n|---|---|---|---|---|")
+    for s in SETTINGS:
+        rows = by[s]
+        cell = lambda k: f"{mean([r[k] for r in rows]):.3f} ({', '.join(f'{r[k]:.3f}' for r in rows)})"
+        print(f"| {s} | {len(rows)} | {cell('weighted_f1')} | {cell('balanced_accuracy')} | {cell('p_at_5')} |")
+    print(f"\ndistill beats paired_only on weighted F1 for every seed: {all(wins)}; wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Distillation on CPU: a student two-tower model trained on paired examples with the contrastive
+loss and on unpaired images through a frozen teacher (dermjax/train/distill.py).
+
+First train a teacher (any dermjax-train workdir), then:
+
+    dermjax-train --config configs/distill_cpu.py --workdir runs/distill \
+        --config.data.shards=runs/ham/shards --config.distill.teacher=runs/teacher \
+        --config.data.paired_fraction=0.2
+
+Each batch of 128 holds 64 paired examples and 64 unpaired images: the training images whose
+notes are withheld (paired_fraction < 1) and any `distill.unpaired_shards`. The student is the
+quickstart model (1.1M parameters, 64 px); bench/distill_ham10000.py runs the HAM10000
+experiment (teacher, paired-only student, distilled student, full-paired reference) and writes
+bench/results/distill_ham10000.json. `get_config("tiny")` is the few-step variant the tests use.
+"""
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _quickstart():
+    # By path: config files are loaded by file name, from any working directory.
+    spec = importlib.util.spec_from_file_location("_quickstart", os.path.join(os.path.dirname(__file__), "quickstart.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = _quickstart().get_config(arg)  # the same student as the quickstart (and its "tiny" variant)
+    c.trainer = "distill"
+    c.distill.unpaired_ratio = 0.5
+    if arg == "tiny":
+        c.distill.bank_notes = 8
+    return c

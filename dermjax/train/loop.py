@@ -1,0 +1,278 @@
+"""The loop every trainer shares: mesh -> input pipeline -> sharded state (fresh or restored)
+-> jitted train step -> logging, checkpoints, periodic eval, preemption and auto-resume.
+
+A trainer is a `Task`: its input stream and its train step; everything else is here, so the
+contrastive and distillation trainers checkpoint, resume and run multi-host the same way.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from dermjax.data import pipeline, shards
+from dermjax.data.tokenizer import Tokenizer, open_tokenizer, workdir_name
+from dermjax.errors import DermjaxError
+from dermjax.io import write_bytes
+from dermjax.train import sharding, state as state_lib, text_cache, towers, watchdog
+from dermjax.train.checkpoint import Checkpointer
+from dermjax.train.metric_writer import MetricWriter
+
+
+class Task:
+    """What a trainer adds to the loop. Built after the mesh and tokenizer exist and before the
+    state is created, so it may complete `cfg` (what it writes there lands in config.json)."""
+
+    # True when the train step accepts "text_features" in place of "tokens" (a frozen text tower's
+    # cached outputs, dermjax/train/text_cache.py).
+    uses_text_features = False
+
+    def __init__(self, cfg: ml_collections.ConfigDict, tokenizer: Tokenizer, mesh: jax.sharding.Mesh):
+        self.cfg, self.tokenizer, self.mesh = cfg, tokenizer, mesh
+
+    def input_iterator(self, start_batch: int = 0):
+        """This process's batches of the global stream, from global batch `start_batch` on."""
+        cfg, n_proc = self.cfg, jax.process_count()
+        return pipeline.make_train_iterator(
+            cfg.data.shards, tokenizer=self.tokenizer, image_size=cfg.model.image.size,
+            batch_size=cfg.data.batch_size // n_proc, seed=cfg.seed,
+            process_index=jax.process_index(), process_count=n_proc, workers=cfg.data.workers,
+            note_styles=tuple(cfg.data.get("note_styles", ())),
+            on_bad_example=cfg.data.get("on_bad_example", "error"), start_batch=start_batch,
+            paired_fraction=float(cfg.data.get("paired_fraction", 1.0)))
+
+    def make_train_step(self, graphdef, state_shardings, batch_sharding):
+        """step(state, global batch) -> (state, metrics with at least "loss" and "grad_norm")."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"loss {self.cfg.loss}"
+
+
+def tokenizer_path(cfg: ml_collections.ConfigDict) -> str:
+    if towers.tokenizer_path(cfg):
+        return towers.tokenizer_path(cfg)
+    if cfg.data.get("tokenizer"):
+        return cfg.data.tokenizer
+    manifest = shards.load_manifest(cfg.data.shards)
+    if not manifest.get("tokenizer"):
+        raise DermjaxError(f"{cfg.data.shards}: manifest names no tokenizer; run `dermjax-prep tokenizer`")
+    return os.path.join(cfg.data.shards, manifest["tokenizer"])
+
+
+def check_contamination(cfg: ml_collections.ConfigDict, workdir: str, is_main: bool) -> dict:
+    """Benchmarks listed in data.contamination_against that share images with the training
+    split: data.contamination "warn" (a banner), "refuse" (DermjaxError) or "off".
+
+    Every process runs the same deterministic check, so under "refuse" all of them stop.
+    """
+    from dermjax.data import overlap
+
+    mode = cfg.data.get("contamination", "warn")
+    against = [p for p in (cfg.data.get("contamination_against") or ()) if p]
+    if mode not in ("warn", "refuse", "off"):
+        raise DermjaxError(f"data.contamination must be 'warn', 'refuse' or 'off', got {mode!r}")
+    if mode == "off" or not against:
+        return {}
+    sets = [overlap.load_image_set(p, progress=is_main) for p in against]
+    return overlap.guard(cfg.data.shards, sets, mode, what="benchmark", progress=is_main,
+                         report_path=os.path.join(workdir, "contamination.json") if is_main else None,
+                         log=None if is_main else (lambda text: None))
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> dict:
+    os.makedirs(workdir, exist_ok=True)
+    cfg = towers.resolve_config(cfg)
+    is_main = jax.process_index() == 0
+    log = print if is_main else (lambda *a, **k: None)
+
+    # --- mesh -----------------------------------------------------------------------------
+    mesh = sharding.make_mesh(dict(cfg.mesh))
+    n_proc = jax.process_count()
+    if cfg.data.batch_size % (n_proc * mesh.shape["data"] * mesh.shape["fsdp"]):
+        raise DermjaxError(f"batch_size {cfg.data.batch_size} is not divisible by the data-parallel "
+                           f"size {mesh.shape['data'] * mesh.shape['fsdp']} x {n_proc} processes")
+    log(f"mesh {dict(mesh.shape)} over {jax.device_count()} {jax.devices()[0].platform} devices, "
+        f"{n_proc} process(es)")
+
+    check_contamination(cfg, workdir, is_main)
+
+    # --- input pipeline -------------------------------------------------------------------
+    tokenizer = open_tokenizer(tokenizer_path(cfg), cfg.model.text.max_len)
+    task = task_cls(cfg, tokenizer, mesh)
+    input_iterator = task.input_iterator
+    data_iter = input_iterator()
+
+    # --- model and optimizer state --------------------------------------------------------
+    ckpt = Checkpointer(workdir, keep=cfg.keep_checkpoints, keep_every=cfg.get("keep_every") or None)
+    graphdef, abstract, state_shardings = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
+    start = ckpt.latest_step()
+    if start is not None:
+        log(f"resuming from {ckpt.directory}/{start}")
+        if ckpt.has_iterator_state(start):
+            state = ckpt.restore(start, abstract, data_iter)
+        else:
+            # Saved by a run with another process count: one batch per step, so batch `start`
+            # of the global stream is where this run continues.
+            log(f"no data-iterator state for {n_proc} process(es) at step {start}; "
+                f"continuing the input stream at batch {start}")
+            state = ckpt.restore(start, abstract)
+            data_iter = input_iterator(start)
+    else:
+        start = 0
+        _, state, _ = state_lib.create_state(cfg, tokenizer.vocab_size, mesh, log)
+        if is_main:
+            # The workdir is self-contained: the evaluator needs only it.
+            write_bytes(os.path.join(workdir, "config.json"),
+                        cfg.to_json_best_effort(indent=2, sort_keys=True).encode())
+            with open(tokenizer_path(cfg), "rb") as f:
+                write_bytes(os.path.join(workdir, workdir_name(tokenizer_path(cfg))), f.read())
+    if start >= cfg.total_steps:
+        log(f"training already complete: step {start} of {cfg.total_steps} in {workdir}")
+        ckpt.close()
+        return {"step": start, "complete": True}
+    log(f"model {cfg.model.get('name', 'two_towers')}: {state_lib.param_count(state) / 1e6:.2f}M params; "
+        f"vocab {tokenizer.vocab_size}; {task.describe()}")
+
+    # Frozen text tower: its outputs for every training note, computed once (None otherwise).
+    cached_text = text_cache.build(cfg, graphdef, state, tokenizer, mesh, log,
+                                   cfg.data.get("text_cache_file") or os.path.join(workdir, "text_features.npz")
+                                   ) if task.uses_text_features else None
+    cached_text = cached_text or (lambda b: b)
+    batch_sharding = sharding.batch_sharding(mesh)
+    train_step = task.make_train_step(graphdef, state_shardings, batch_sharding)
+
+    # --- loop -----------------------------------------------------------------------------
+    writer = MetricWriter(workdir, enabled=is_main)
+    evaluator = PeriodicEval(cfg, graphdef, tokenizer, mesh)
+    stop = StopSignal()
+    bar = tqdm(total=cfg.total_steps, initial=start, desc="train", unit="step", disable=not is_main)
+    pending = None  # metrics of the previous step: reading them never stalls the device queue
+    t0, seen = time.perf_counter(), 0
+    last = {}
+    step = start
+    try:
+        for step in range(start + 1, cfg.total_steps + 1):
+            batch = sharding.global_batch(cached_text(next(data_iter)), mesh)
+            state, metrics = train_step(state, batch)
+            watchdog.progress(step)
+            if pending is not None:
+                last = _report(pending, writer, bar, t0, seen, cfg, ckpt) or last
+            pending = (step, metrics)
+            seen += cfg.data.batch_size
+            bar.update()
+            stopping = stop.requested()
+            if step % cfg.ckpt_every == 0 or step == cfg.total_steps or stopping:
+                # Never write a diverged state: the last good checkpoint must stay the latest.
+                _check_finite(step, jax.device_get(metrics), ckpt)
+                ckpt.save(step, state, data_iter, force=True)
+            if evaluator.due(step):
+                writer.write(step, evaluator(state, step))
+            if stopping:
+                ckpt.wait()
+                log(f"stopped by {stop.name} at step {step}; checkpoint saved, rerun to resume")
+                return {"step": step, "complete": False, **last}
+        last = _report(pending, writer, bar, t0, seen, cfg, ckpt) or last
+    finally:
+        stop.restore()
+        bar.close()
+        ckpt.close()
+        writer.close()
+    log(f"done: step {cfg.total_steps}, loss {last.get('loss', float('nan')):.4f}, "
+        f"{last.get('examples_per_sec', 0):.1f} examples/s; checkpoints in {ckpt.directory}")
+    return {"step": cfg.total_steps, "complete": True, **last}
+
+
+class StopSignal:
+    """SIGTERM (preemption, scancel), SIGUSR1 (SLURM's warning before the time limit) and Ctrl-C
+    ask the loop to checkpoint and exit at the next step."""
+
+    def __init__(self):
+        self.name = None
+        self._old = {}
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+
+    def _handle(self, signum, frame):
+        self.name = signal.Signals(signum).name
+
+    def requested(self) -> bool:
+        flag = self.name is not None
+        if jax.process_count() > 1:
+            # All hosts must stop at the same step, or the collective save would hang.
+            from jax.experimental import multihost_utils
+            flag = bool(multihost_utils.process_allgather(np.int32(flag)).max())
+            if flag and self.name is None:
+                self.name = "a signal on another host"
+        return flag
+
+    def restore(self):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class PeriodicEval:
+    """Zero-shot classification + retrieval on the validation split every `eval_every` steps."""
+
+    def __init__(self, cfg, graphdef, tokenizer, mesh):
+        self.every = int(cfg.get("eval_every", 0) or 0)
+        self.cfg, self.graphdef, self.tokenizer, self.mesh = cfg, graphdef, tokenizer, mesh
+        self.bench = None
+        if self.every and jax.process_count() > 1:
+            print("eval_every: periodic evaluation runs in single-process training only; "
+                  "use dermjax-eval on the checkpoints")
+            self.every = 0
+        if self.every:
+            from dermjax.eval import benchmarks
+
+            manifest = shards.load_manifest(cfg.data.shards)
+            if manifest["splits"].get("val", {}).get("count", 0):
+                self.bench = benchmarks.from_shards(cfg.data.shards, "val")
+                self.prompts = benchmarks.load_prompts()
+            else:
+                print(f"eval_every: {cfg.data.shards} has no validation examples; periodic eval is off")
+                self.every = 0
+
+    def due(self, step: int) -> bool:
+        return bool(self.every) and (step % self.every == 0 or step == self.cfg.total_steps)
+
+    def __call__(self, state, step: int) -> dict:
+        from dermjax.eval import evaluate
+
+        embedder = evaluate.Embedder.from_train_state(self.graphdef, state, self.cfg, self.tokenizer,
+                                                      self.mesh, step)
+        r = evaluate.evaluate_benchmark(embedder, self.bench, self.prompts)
+        out = {f"val/{k}": r["zero_shot"][k] for k in ("weighted_f1", "accuracy", "balanced_accuracy")}
+        out.update({f"val/{k}": r["retrieval"][k] for k in ("p_at_5", "p_at_10", "map")})
+        tqdm.write(f"step {step}: val weighted F1 {out['val/weighted_f1']:.3f}, P@5 {out['val/p_at_5']:.3f}")
+        return out
+
+
+def _check_finite(step: int, metrics: dict, ckpt: Checkpointer) -> None:
+    bad = [k for k in ("loss", "grad_norm") if not np.isfinite(float(metrics[k]))]
+    if bad:
+        good = ckpt.latest_step()
+        raise DermjaxError(f"step {step}: {' and '.join(bad)} not finite ({float(metrics['loss'])}); "
+                           f"stopped; last good checkpoint: "
+                           f"{'none' if good is None else f'step {good}'} in {ckpt.directory}")
+
+
+def _report(pending, writer, bar, t0, seen, cfg, ckpt) -> dict:
+    step, metrics = pending
+    if step % cfg.log_every and step != cfg.total_steps:
+        return {}
+    metrics = jax.device_get(metrics)
+    _check_finite(step, metrics, ckpt)
+    scalars = {k: float(v) for k, v in metrics.items()}
+    scalars["examples_per_sec"] = seen / max(time.perf_counter() - t0, 1e-9)
+    writer.write(step, scalars)
+    bar.set_postfix(loss=f"{scalars['loss']:.3f}", ex_s=f"{scalars['examples_per_sec']:.0f}")
+    return scalars

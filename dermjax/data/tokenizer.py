@@ -76,3 +76,83 @@ class Tokenizer:
 
     def decode(self, ids) -> str:
         return self.sp.decode([int(i) for i in ids if i not in (PAD_ID, EOS_ID)])
+
+
+class WordPieceTokenizer:
+    """BERT's WordPiece tokenizer (the `tokenizers` package) from a Hugging Face tokenizer.json,
+    or from a vocab.txt (`lowercase` then says whether the vocabulary is uncased).
+
+    Same interface as `Tokenizer`: rows of [CLS] ids [SEP], then 0 (BERT's [PAD]); truncated rows
+    keep their [SEP]. Picklable for grain workers (it keeps the tokenizer as JSON text).
+    """
+
+    def __init__(self, path: str, max_len: int, lowercase: bool = True):
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        if not os.path.isfile(path):
+            raise DermjaxError(f"{path}: WordPiece tokenizer not found (tokenizer.json or vocab.txt)")
+        try:
+            if path.endswith(".txt"):
+                self._json = BertWordPieceTokenizer(path, lowercase=lowercase).to_str()
+            else:
+                with open(path) as f:
+                    self._json = f.read()
+                HFTokenizer.from_str(self._json)
+        except Exception as e:  # tokenizers raises plain Exceptions on malformed files
+            raise DermjaxError(f"{path}: not a readable WordPiece tokenizer ({e})") from None
+        self.max_len = max_len
+        self._tok = None
+
+    @property
+    def tok(self):
+        if self._tok is None:
+            from tokenizers import Tokenizer as HFTokenizer
+
+            self._tok = HFTokenizer.from_str(self._json)
+            self._tok.enable_truncation(self.max_len)
+            self._tok.no_padding()
+            if self._tok.token_to_id("[PAD]") not in (None, PAD_ID):
+                raise DermjaxError(f"WordPiece vocabulary has [PAD] at id {self._tok.token_to_id('[PAD]')}, "
+                                   f"not {PAD_ID}")
+        return self._tok
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def __getstate__(self):
+        return {"_json": self._json, "max_len": self.max_len, "_tok": None}
+
+    def encode(self, texts: list[str] | str) -> np.ndarray:
+        single = isinstance(texts, str)
+        encodings = self.tok.encode_batch([texts] if single else list(texts))
+        out = np.full((len(encodings), self.max_len), PAD_ID, np.int32)
+        for row, enc in zip(out, encodings):
+            row[: len(enc.ids)] = enc.ids
+        return out[0] if single else out
+
+    def decode(self, ids) -> str:
+        return self.tok.decode([int(i) for i in ids if i != PAD_ID])
+
+
+# What a training workdir keeps, by tokenizer kind; the evaluator opens the one it finds.
+WORKDIR_NAMES = ("tokenizer.model", "tokenizer.json", "vocab.txt")
+
+
+def open_tokenizer(path: str, max_len: int) -> Tokenizer | WordPieceTokenizer:
+    """SentencePiece for a .model file; WordPiece for tokenizer.json / vocab.txt."""
+    if path.endswith((".json", ".txt")):
+        return WordPieceTokenizer(path, max_len)
+    return Tokenizer(path, max_len)
+
+
+def workdir_name(path: str) -> str:
+    return "vocab.txt" if path.endswith(".txt") else "tokenizer.json" if path.endswith(".json") else "tokenizer.model"
+
+
+def from_workdir(workdir: str, max_len: int) -> Tokenizer | WordPieceTokenizer:
+    for name in WORKDIR_NAMES:
+        if os.path.isfile(os.path.join(workdir, name)):
+            return open_tokenizer(os.path.join(workdir, name), max_len)
+    raise DermjaxError(f"{workdir}: no tokenizer ({' / '.join(WORKDIR_NAMES)}); is it a dermjax-train workdir?")

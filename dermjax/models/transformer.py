@@ -19,10 +19,25 @@ def dense(din: int, dout: int, axes: tuple, rngs: nnx.Rngs, dtype, use_bias: boo
                       rngs=rngs)
 
 
-def layer_norm(dim: int, rngs: nnx.Rngs, dtype) -> nnx.LayerNorm:
-    return nnx.LayerNorm(dim, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+def layer_norm(dim: int, rngs: nnx.Rngs, dtype, eps: float = 1e-6) -> nnx.LayerNorm:
+    return nnx.LayerNorm(dim, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
                          scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed",)),
                          bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)))
+
+
+# MLP activations: "tanh" is flax/big_vision's default GELU; "exact" (erf) is PyTorch's nn.GELU
+# (timm, open_clip, BERT); "quick" is OpenAI CLIP's x * sigmoid(1.702 x).
+ACTIVATIONS = {
+    "tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "exact": lambda x: jax.nn.gelu(x, approximate=False),
+    "quick": lambda x: x * jax.nn.sigmoid(1.702 * x),
+}
+
+
+def activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
 
 
 def attend(q, k, v, bias=None):
@@ -76,45 +91,49 @@ class Attention(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, dim: int, heads: int, mlp_dim: int, rngs: nnx.Rngs, dtype):
-        self.ln1 = layer_norm(dim, rngs, dtype)
+    def __init__(self, dim: int, heads: int, mlp_dim: int, rngs: nnx.Rngs, dtype,
+                 ln_eps: float = 1e-6, act: str = "tanh"):
+        self.ln1 = layer_norm(dim, rngs, dtype, ln_eps)
         self.attn = Attention(dim, heads, rngs, dtype)
-        self.ln2 = layer_norm(dim, rngs, dtype)
+        self.ln2 = layer_norm(dim, rngs, dtype, ln_eps)
         self.mlp_in = dense(dim, mlp_dim, ("embed", "mlp"), rngs, dtype)
         self.mlp_out = dense(mlp_dim, dim, ("mlp", "embed"), rngs, dtype)
+        self.act = act
 
     def __call__(self, x, mask=None):
         x = x + self.attn(self.ln1(x), mask)
-        return x + self.mlp_out(jax.nn.gelu(self.mlp_in(self.ln2(x))))
+        return x + self.mlp_out(activation(self.act)(self.mlp_in(self.ln2(x))))
 
 
 class Encoder(nnx.Module):
     def __init__(self, dim: int, depth: int, heads: int, mlp_dim: int, rngs: nnx.Rngs, dtype,
-                 remat: bool = False):
-        self.blocks = nnx.List([Block(dim, heads, mlp_dim, rngs, dtype) for _ in range(depth)])
-        self.ln = layer_norm(dim, rngs, dtype)
+                 remat: bool = False, ln_eps: float = 1e-6, act: str = "tanh"):
+        activation(act)  # fail at construction, not at the first call
+        self.blocks = nnx.List([Block(dim, heads, mlp_dim, rngs, dtype, ln_eps, act) for _ in range(depth)])
+        self.ln = layer_norm(dim, rngs, dtype, ln_eps)
         self.remat = remat
 
-    def __call__(self, x, mask=None):
+    def __call__(self, x, mask=None, final_norm: bool = True):
         for block in self.blocks:
             if self.remat:
                 # Recompute each block's activations in the backward pass: memory for FLOPs.
                 x = nnx.remat(lambda b, x, m: b(x, m))(block, x, mask)
             else:
                 x = block(x, mask)
-        return self.ln(x)
+        return self.ln(x) if final_norm else x
 
 
 class MAPHead(nnx.Module):
     """Multihead attention pooling: one learned probe attends over all tokens, then an MLP."""
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, rngs: nnx.Rngs, dtype):
-        self.heads = heads
+    def __init__(self, dim: int, heads: int, mlp_dim: int, rngs: nnx.Rngs, dtype,
+                 ln_eps: float = 1e-6, act: str = "tanh"):
+        self.heads, self.act = heads, act
         self.probe = nnx.Param(nnx.with_partitioning(_init, (None, None, "embed"))(rngs.params(), (1, 1, dim)))
         self.q = dense(dim, dim, ("embed", "heads"), rngs, dtype)
         self.kv = dense(dim, 2 * dim, ("embed", "heads"), rngs, dtype)
         self.out = dense(dim, dim, ("heads", "embed"), rngs, dtype)
-        self.ln = layer_norm(dim, rngs, dtype)
+        self.ln = layer_norm(dim, rngs, dtype, ln_eps)
         self.mlp_in = dense(dim, mlp_dim, ("embed", "mlp"), rngs, dtype)
         self.mlp_out = dense(mlp_dim, dim, ("mlp", "embed"), rngs, dtype)
 
@@ -123,5 +142,5 @@ class MAPHead(nnx.Module):
         q = project_heads(self.q, jnp.broadcast_to(self.probe[...].astype(x.dtype), (b, 1, d)), 1, self.heads)[0]
         k, v = project_heads(self.kv, x, 2, self.heads)
         y = merge_heads(self.out, attend(q, k, v))
-        y = y + self.mlp_out(jax.nn.gelu(self.mlp_in(self.ln(y))))
+        y = y + self.mlp_out(activation(self.act)(self.mlp_in(self.ln(y))))
         return y[:, 0]

@@ -73,7 +73,7 @@ def resolve(path: str) -> tuple[str, int | None]:
 def restore_workdir(workdir: str, mesh: jax.sharding.Mesh, step: int | None = None):
     """A finished (or running) dermjax-train workdir -> (config, tokenizer, graphdef, state, step),
     the state on `mesh` with the shardings of the rules table (latest step unless given)."""
-    from dermjax.data.tokenizer import Tokenizer
+    from dermjax.data.tokenizer import from_workdir
     from dermjax.train import state as state_lib
 
     cfg_path = os.path.join(workdir, "config.json")
@@ -81,7 +81,7 @@ def restore_workdir(workdir: str, mesh: jax.sharding.Mesh, step: int | None = No
         raise DermjaxError(f"{cfg_path}: not found; is {workdir} a dermjax-train workdir?")
     with open(cfg_path) as f:
         cfg = ml_collections.ConfigDict(json.load(f))
-    tokenizer = Tokenizer(os.path.join(workdir, "tokenizer.model"), cfg.model.text.max_len)
+    tokenizer = from_workdir(workdir, cfg.model.text.max_len)
     ckpt = Checkpointer(workdir, async_save=False)
     try:
         step = ckpt.latest_step() if step is None else step

@@ -37,7 +37,7 @@ def make_train_step(graphdef, loss_kind: str, state_shardings, batch_sharding, l
         model, opt = nnx.merge(graphdef, state)
 
         def loss_fn(model):
-            img, txt = model(batch["image"], batch["tokens"])
+            img, txt = model.embed_batch(batch)
             return contrastive_loss(img, txt, model.logit_scale[...], model.logit_bias[...], batch["label"])
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
@@ -53,6 +53,8 @@ def make_train_step(graphdef, loss_kind: str, state_shardings, batch_sharding, l
 
 
 class Contrastive(loop.Task):
+    uses_text_features = True  # reads cached frozen-text features when there are any
+
     def make_train_step(self, graphdef, state_shardings, batch_sharding):
         return make_train_step(graphdef, self.cfg.loss, state_shardings, batch_sharding,
                                self.cfg.get("label_aware", False))

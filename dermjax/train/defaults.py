@@ -21,6 +21,10 @@ def base_config() -> ml_collections.ConfigDict:
     # split; on overlap: "warn", "refuse" or "off" (dermjax-eval checks its benchmarks as well).
     c.data.contamination = "warn"
     c.data.contamination_against = ()
+    # With model.text.freeze: run the text tower once over all training notes before training
+    # and feed its cached outputs to the train step (dermjax/train/text_cache.py).
+    c.data.cache_text_features = True
+    c.data.text_cache_file = ""  # default WORKDIR/text_features.npz; reused when it fits
     # Keep the notes of this fraction of the training patients only (a deterministic hash of the
     # patient id, splits.keeps_notes); the others' images are unpaired (the distill trainer
     # learns from them, the contrastive trainer leaves them out).
@@ -31,10 +35,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"  # "bfloat16" on accelerators (params stay float32)
     c.model.remat = False  # recompute block activations in the backward pass
     c.model.embed_dim = 128
-    # ViT: explicit sizes, or variant="B/16" (vit.PRESETS); pool "gap" | "cls" | "map".
-    c.model.image = dict(size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512, pool="gap")
-    # Text: explicit sizes, or variant="B" (text.PRESETS).
-    c.model.text = dict(max_len=48, width=128, depth=2, heads=4, mlp_dim=512)
+    # ViT: explicit sizes, or variant="B/16" (vit.PRESETS); pool "gap" | "cls" | "map"; options
+    # for imported weights in vit.OPTIONS. init: a timm / open_clip / big_vision weights file
+    # (.safetensors, .pth/.bin, .npz; init_format "auto" detects which); freeze: 0 learning rate
+    # and no backward pass through the tower; proj_bias: a bias in the projection (SigLIP's head).
+    c.model.image = dict(size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512, pool="gap",
+                         init="", init_format="auto", freeze=False, proj_bias=False)
+    # Text: type "transformer" (explicit sizes, or variant="B": text.PRESETS) or "bert" (init: a
+    # Hugging Face folder with config.json, weights and tokenizer.json/vocab.txt, whose WordPiece
+    # tokenizer then replaces the shards' one; pool "cls" | "pooler" | "mean").
+    c.model.text = dict(type="transformer", max_len=48, width=128, depth=2, heads=4, mlp_dim=512,
+                        init="", pool="cls", freeze=False, proj_bias=False)
 
     # groups: ((regex over parameter paths, lr multiplier), ...); multiplier 0 freezes.
     c.optimizer = dict(lr=1e-3, warmup_steps=50, end_lr_fraction=0.02, weight_decay=0.05,

@@ -16,10 +16,10 @@ import numpy as np
 from tqdm import tqdm
 
 from dermjax.data import pipeline, shards
-from dermjax.data.tokenizer import Tokenizer
+from dermjax.data.tokenizer import Tokenizer, open_tokenizer, workdir_name
 from dermjax.errors import DermjaxError
 from dermjax.io import write_bytes
-from dermjax.train import sharding, state as state_lib, watchdog
+from dermjax.train import sharding, state as state_lib, text_cache, towers, watchdog
 from dermjax.train.checkpoint import Checkpointer
 from dermjax.train.metric_writer import MetricWriter
 
@@ -27,6 +27,10 @@ from dermjax.train.metric_writer import MetricWriter
 class Task:
     """What a trainer adds to the loop. Built after the mesh and tokenizer exist and before the
     state is created, so it may complete `cfg` (what it writes there lands in config.json)."""
+
+    # True when the train step accepts "text_features" in place of "tokens" (a frozen text tower's
+    # cached outputs, dermjax/train/text_cache.py).
+    uses_text_features = False
 
     def __init__(self, cfg: ml_collections.ConfigDict, tokenizer: Tokenizer, mesh: jax.sharding.Mesh):
         self.cfg, self.tokenizer, self.mesh = cfg, tokenizer, mesh
@@ -51,6 +55,8 @@ class Task:
 
 
 def tokenizer_path(cfg: ml_collections.ConfigDict) -> str:
+    if towers.tokenizer_path(cfg):
+        return towers.tokenizer_path(cfg)
     if cfg.data.get("tokenizer"):
         return cfg.data.tokenizer
     manifest = shards.load_manifest(cfg.data.shards)
@@ -81,6 +87,7 @@ def check_contamination(cfg: ml_collections.ConfigDict, workdir: str, is_main: b
 
 def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> dict:
     os.makedirs(workdir, exist_ok=True)
+    cfg = towers.resolve_config(cfg)
     is_main = jax.process_index() == 0
     log = print if is_main else (lambda *a, **k: None)
 
@@ -96,7 +103,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
     check_contamination(cfg, workdir, is_main)
 
     # --- input pipeline -------------------------------------------------------------------
-    tokenizer = Tokenizer(tokenizer_path(cfg), cfg.model.text.max_len)
+    tokenizer = open_tokenizer(tokenizer_path(cfg), cfg.model.text.max_len)
     task = task_cls(cfg, tokenizer, mesh)
     input_iterator = task.input_iterator
     data_iter = input_iterator()
@@ -118,7 +125,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
             data_iter = input_iterator(start)
     else:
         start = 0
-        _, state, _ = state_lib.create_state(cfg, tokenizer.vocab_size, mesh)
+        _, state, _ = state_lib.create_state(cfg, tokenizer.vocab_size, mesh, log)
         if is_main:
             # The workdir is self-contained: the evaluator needs only it. Paths are stored
             # absolute, so the evaluator's contamination check finds the training shards from
@@ -130,7 +137,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
             write_bytes(os.path.join(workdir, "config.json"),
                         saved.to_json_best_effort(indent=2, sort_keys=True).encode())
             with open(tokenizer_path(cfg), "rb") as f:
-                write_bytes(os.path.join(workdir, "tokenizer.model"), f.read())
+                write_bytes(os.path.join(workdir, workdir_name(tokenizer_path(cfg))), f.read())
     if start >= cfg.total_steps:
         log(f"training already complete: step {start} of {cfg.total_steps} in {workdir}")
         ckpt.close()
@@ -138,6 +145,11 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
     log(f"model {cfg.model.get('name', 'two_towers')}: {state_lib.param_count(state) / 1e6:.2f}M params; "
         f"vocab {tokenizer.vocab_size}; {task.describe()}")
 
+    # Frozen text tower: its outputs for every training note, computed once (None otherwise).
+    cached_text = text_cache.build(cfg, graphdef, state, tokenizer, mesh, log,
+                                   cfg.data.get("text_cache_file") or os.path.join(workdir, "text_features.npz")
+                                   ) if task.uses_text_features else None
+    cached_text = cached_text or (lambda b: b)
     batch_sharding = sharding.batch_sharding(mesh)
     train_step = task.make_train_step(graphdef, state_shardings, batch_sharding)
 
@@ -152,7 +164,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
     step = start
     try:
         for step in range(start + 1, cfg.total_steps + 1):
-            batch = sharding.global_batch(next(data_iter), mesh)
+            batch = sharding.global_batch(cached_text(next(data_iter)), mesh)
             state, metrics = train_step(state, batch)
             watchdog.progress(step)
             if pending is not None:

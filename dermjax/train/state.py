@@ -11,7 +11,7 @@ import optax
 from flax import nnx
 
 from dermjax.models import two_towers
-from dermjax.train import sharding
+from dermjax.train import sharding, towers
 
 
 def param_path(path) -> str:
@@ -72,7 +72,7 @@ def _build(cfg: ml_collections.ConfigDict, vocab_size: int, seed: int):
         from dermjax.train import distill
 
         distill.add_heads(model, cfg, rngs)  # after the towers: they initialize as without it
-    opt = nnx.Optimizer(model, make_optimizer(cfg.optimizer, cfg.total_steps), wrt=nnx.Param)
+    opt = nnx.Optimizer(model, make_optimizer(towers.optimizer_config(cfg), cfg.total_steps), wrt=nnx.Param)
     return model, opt
 
 
@@ -85,15 +85,16 @@ def abstract_state(cfg: ml_collections.ConfigDict, vocab_size: int, mesh: jax.sh
     return graphdef, state, shardings
 
 
-def create_state(cfg: ml_collections.ConfigDict, vocab_size: int, mesh: jax.sharding.Mesh):
-    """Initializes parameters inside jit so each device materializes only its own shards."""
+def create_state(cfg: ml_collections.ConfigDict, vocab_size: int, mesh: jax.sharding.Mesh, log=print):
+    """Initializes parameters inside jit so each device materializes only its own shards, then
+    puts in any pretrained weights the config names (model.image.init / model.text.init)."""
     graphdef, _, shardings = abstract_state(cfg, vocab_size, mesh)
 
     @functools.partial(jax.jit, out_shardings=shardings)
     def init():
         return nnx.state(_build(cfg, vocab_size, cfg.seed))
 
-    return graphdef, init(), shardings
+    return graphdef, towers.load_pretrained(cfg, init(), log), shardings
 
 
 def param_count(state) -> int:

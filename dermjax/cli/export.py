@@ -1,0 +1,41 @@
+"""dermjax-export: a trained model as .safetensors + config.json + tokenizer (dermjax/models/export.py).
+
+    dermjax-export --workdir DIR [--step N] --out OUTDIR
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from dermjax.cli._common import one_line_errors
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dermjax-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", required=True, help="a dermjax-train workdir")
+    p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    p.add_argument("--out", required=True, help="folder for model.safetensors, config.json, tokenizer")
+    return p
+
+
+@one_line_errors
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from flax import nnx
+
+    from dermjax.data import tokenizer as tokenizer_lib
+    from dermjax.eval.evaluate import Embedder
+    from dermjax.models import export
+
+    embedder = Embedder.from_workdir(args.workdir, args.step)
+    model = nnx.merge(embedder.model_graph, embedder.model_state)
+    tok_file = next(os.path.join(args.workdir, n) for n in tokenizer_lib.WORKDIR_NAMES
+                    if os.path.isfile(os.path.join(args.workdir, n)))
+    export.save(model, embedder.cfg.model, embedder.tokenizer.vocab_size, tok_file, args.out, embedder.step)
+    print(f"exported step {embedder.step} of {args.workdir} -> {args.out} "
+          f"(model.safetensors, config.json, {tokenizer_lib.workdir_name(tok_file)})")
+
+
+if __name__ == "__main__":
+    main()

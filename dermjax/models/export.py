@@ -1,0 +1,80 @@
+"""A trained two-tower model as plain files others can load without dermjax's checkpoints:
+
+    OUT/model.safetensors   every parameter, named by its path ("image/encoder/blocks/0/attn/qkv/kernel")
+    OUT/config.json         {"format": "dermjax-two-towers", "version": 1, "model": <model config>,
+                             "vocab_size": N, "tokenizer": <file name>, "step": S}
+    OUT/tokenizer.model | tokenizer.json | vocab.txt   the tokenizer the text tower was trained with
+
+Kernels are [in, out] (flax), embeddings [vocab, width]; the model config says how they fit
+together (dermjax/models/{vit,text,bert,two_towers}.py). `load` rebuilds the model from them.
+Command line: `dermjax-export --workdir DIR [--step N] --out OUT`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from dermjax.data import tokenizer as tokenizer_lib
+from dermjax.errors import DermjaxError
+from dermjax.io import write_json
+from dermjax.models import pretrained, two_towers
+from dermjax.models.tensor_files import read_safetensors, write_safetensors
+
+FORMAT, VERSION = "dermjax-two-towers", 1
+
+
+def model_tensors(model: nnx.Module) -> dict[str, np.ndarray]:
+    from dermjax.train.state import param_path
+
+    flat = jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]
+    return {param_path(path): np.asarray(jax.device_get(leaf), np.float32) for path, leaf in flat}
+
+
+def save(model: nnx.Module, model_cfg: ml_collections.ConfigDict, vocab_size: int, tokenizer_file: str,
+         out_dir: str, step: int | None = None) -> str:
+    """Writes OUT/model.safetensors, OUT/config.json and the tokenizer; returns out_dir."""
+    os.makedirs(out_dir, exist_ok=True)
+    tok_name = tokenizer_lib.workdir_name(tokenizer_file)
+    shutil.copyfile(tokenizer_file, os.path.join(out_dir, tok_name + ".tmp"))
+    os.replace(os.path.join(out_dir, tok_name + ".tmp"), os.path.join(out_dir, tok_name))
+    write_safetensors(os.path.join(out_dir, "model.safetensors"), model_tensors(model),
+                      metadata={"format": FORMAT, "version": str(VERSION)})
+    cfg = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
+    # Pretrained sources were imported at training time; the weights here replace them.
+    for tower in ("image", "text"):
+        if cfg.get(tower, {}).get("init"):
+            cfg[tower]["init"] = ""
+    # Written last: a folder with a config.json is complete.
+    write_json(os.path.join(out_dir, "config.json"), {"format": FORMAT, "version": VERSION, "model": cfg,
+                                                      "vocab_size": int(vocab_size), "tokenizer": tok_name,
+                                                      "step": step})
+    return out_dir
+
+
+def load(out_dir: str):
+    """(model, tokenizer, config dict) from a folder written by `save`."""
+    path = os.path.join(out_dir, "config.json")
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise DermjaxError(f"{path}: cannot read an exported dermjax model ({e})") from None
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise DermjaxError(f"{path}: not a {FORMAT} v{VERSION} export "
+                           f"(format {meta.get('format')!r}, version {meta.get('version')!r})")
+    cfg = ml_collections.ConfigDict(meta["model"])
+    model = two_towers.build(cfg, meta["vocab_size"], nnx.Rngs(0))
+    weights = os.path.join(out_dir, "model.safetensors")
+    tensors, _ = read_safetensors(weights)
+    pretrained.load_into(model, {k: np.array(v) for k, v in tensors.items()}, weights, prefix="")
+    missing = set(model_tensors(model)) - set(tensors)
+    if missing:
+        raise DermjaxError(f"{weights}: no tensors for {', '.join(sorted(missing)[:8])}")
+    tok = tokenizer_lib.open_tokenizer(os.path.join(out_dir, meta["tokenizer"]), cfg.text.max_len)
+    return model, tok, meta

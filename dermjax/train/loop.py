@@ -6,6 +6,7 @@ contrastive and distillation trainers checkpoint, resume and run multi-host the 
 """
 from __future__ import annotations
 
+import abc
 import os
 import signal
 import time
@@ -24,8 +25,8 @@ from dermjax.train.checkpoint import Checkpointer
 from dermjax.train.metric_writer import MetricWriter
 
 
-class Task:
-    """What a trainer adds to the loop. Built after the mesh and tokenizer exist and before the
+class Task(abc.ABC):
+    """What a trainer adds to the loop (contrastive.Contrastive, distill.Distill). Built after the mesh and tokenizer exist and before the
     state is created, so it may complete `cfg` (what it writes there lands in config.json)."""
 
     # True when the train step accepts "text_features" in place of "tokens" (a frozen text tower's
@@ -46,9 +47,9 @@ class Task:
             on_bad_example=cfg.data.get("on_bad_example", "error"), start_batch=start_batch,
             paired_fraction=float(cfg.data.get("paired_fraction", 1.0)))
 
+    @abc.abstractmethod
     def make_train_step(self, graphdef, state_shardings, batch_sharding):
         """step(state, global batch) -> (state, metrics with at least "loss" and "grad_norm")."""
-        raise NotImplementedError
 
     def describe(self) -> str:
         return f"loss {self.cfg.loss}"

@@ -67,11 +67,15 @@ def read_jsonl(path: str) -> list[dict]:
     return rows
 
 
-def read_json(path: str):
-    if not os.path.isfile(path):
-        raise DermjaxError(f"{path}: file not found")
+def read_json(path: str, what: str | None = None):
+    """The JSON in `path`; a missing or malformed file is a one-line DermjaxError, which names
+    `what` the file should have been when given ("a prompt file")."""
     try:
         with open(path) as f:
             return json.load(f)
-    except json.JSONDecodeError as e:
-        raise DermjaxError(f"{path}: not valid JSON ({e.msg})") from None
+    except (OSError, json.JSONDecodeError) as e:
+        if what:
+            raise DermjaxError(f"{path}: cannot read {what} ({e})") from None
+        if isinstance(e, json.JSONDecodeError):
+            raise DermjaxError(f"{path}: not valid JSON ({e.msg})") from None
+        raise DermjaxError(f"{path}: file not found") from None

@@ -20,6 +20,7 @@ from typing import Callable
 from dermjax.data import shards, splits
 from dermjax.data.sources import SOURCES, manifest as manifest_source
 from dermjax.errors import DermjaxError
+from dermjax.io import read_json
 from dermjax.notes.ontology import EVAL_CLASSES, GROUP_INDEX
 
 PROMPTS_DIR = os.path.join(os.path.dirname(__file__), "prompts")
@@ -247,11 +248,7 @@ def load_prompts(path: str | None = None) -> dict:
     path = path or "dermatology.json"
     if not os.path.isfile(path) and os.path.isfile(os.path.join(PROMPTS_DIR, path)):
         path = os.path.join(PROMPTS_DIR, path)
-    try:
-        with open(path) as f:
-            prompts = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise DermjaxError(f"{path}: cannot read prompt file ({e})") from None
+    prompts = read_json(path, "prompt file")
     if not isinstance(prompts.get("templates"), list) or not all("{}" in t for t in prompts["templates"]):
         raise DermjaxError(f"{path}: 'templates' must be a list of strings with a {{}} for the class name")
     prompts.setdefault("classnames", {})

@@ -11,13 +11,13 @@ by `init` for keys left out (`resolve`), so a trained workdir needs no pretraine
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax.numpy as jnp
 from flax import nnx
 
 from dermjax.errors import DermjaxError
+from dermjax.io import read_json
 from dermjax.models.transformer import activation, attend, dense, layer_norm, merge_heads, project_heads
 
 POOLING = ("cls", "pooler", "mean")
@@ -34,11 +34,7 @@ ARCH_KEYS = ("width", "depth", "heads", "mlp_dim", "vocab_size", "max_positions"
 def read_hf_config(folder: str) -> dict:
     """dermjax's BERT keys from a Hugging Face model folder's config.json."""
     path = os.path.join(folder, "config.json")
-    try:
-        with open(path) as f:
-            hf = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise DermjaxError(f"{path}: cannot read a Hugging Face config ({e})") from None
+    hf = read_json(path, "a Hugging Face config")
     if hf.get("position_embedding_type", "absolute") != "absolute":
         raise DermjaxError(f"{path}: position_embedding_type {hf['position_embedding_type']!r} "
                            f"is not supported (absolute only)")

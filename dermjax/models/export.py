@@ -11,7 +11,6 @@ Command line: `dermjax-export --workdir DIR [--step N] --out OUT`.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -22,7 +21,7 @@ from flax import nnx
 
 from dermjax.data import tokenizer as tokenizer_lib
 from dermjax.errors import DermjaxError
-from dermjax.io import write_json
+from dermjax.io import read_json, write_json
 from dermjax.models import pretrained, two_towers
 from dermjax.models.tensor_files import read_safetensors, write_safetensors
 
@@ -60,11 +59,7 @@ def save(model: nnx.Module, model_cfg: ml_collections.ConfigDict, vocab_size: in
 def load(out_dir: str):
     """(model, tokenizer, config dict) from a folder written by `save`."""
     path = os.path.join(out_dir, "config.json")
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise DermjaxError(f"{path}: cannot read an exported dermjax model ({e})") from None
+    meta = read_json(path, "an exported dermjax model")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise DermjaxError(f"{path}: not a {FORMAT} v{VERSION} export "
                            f"(format {meta.get('format')!r}, version {meta.get('version')!r})")

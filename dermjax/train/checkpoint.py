@@ -43,9 +43,35 @@ class Checkpointer:
         name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
         return os.path.exists(os.path.join(self.directory, str(step), "data_iter", name))
 
-    def restore(self, step: int, abstract: nnx.State, data_iter=None) -> nnx.State:
-        """`abstract`: state of ShapeDtypeStructs with target shardings (any mesh)."""
-        items = {"state": ocp.args.StandardRestore(nnx.to_pure_dict(abstract))}
+    def mismatch(self, step: int, target: dict) -> str | None:
+        """The first parameter whose stored shape differs from `target`'s (a pure dict of
+        ShapeDtypeStructs), or that only one side has; None when they agree.
+
+        Checked from the checkpoint's metadata before restoring: a restore that fails half way
+        leaves orbax's background threads printing tracebacks after the error."""
+        with ocp.StandardCheckpointer() as reader:
+            stored = reader.metadata(os.path.join(self.directory, str(step), "state")).item_metadata
+        name = lambda path: "/".join(str(getattr(k, "key", k)) for k in path)
+        have = {name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(stored)}
+        want = {name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(target)}
+        for key in sorted(have.keys() | want.keys()):
+            if key not in have:
+                return f"parameter {key} is not in the checkpoint"
+            if key not in want:
+                return f"the checkpoint has parameter {key}, which the model does not"
+            if have[key] != want[key]:
+                return f"parameter {key} has shape {have[key]} in the checkpoint, {want[key]} in the model"
+        return None
+
+    def restore(self, step: int, abstract: nnx.State, data_iter=None, *, model: str = "the model") -> nnx.State:
+        """`abstract`: state of ShapeDtypeStructs with target shardings (any mesh). `model`
+        names the model's origin in the error raised when the checkpoint does not fit it."""
+        target = nnx.to_pure_dict(abstract)
+        problem = self.mismatch(step, target)
+        if problem:
+            raise DermjaxError(f"{self.directory}/{step}: checkpoint does not match {model} "
+                               f"(another model config?): {problem}")
+        items = {"state": ocp.args.StandardRestore(target)}
         if data_iter is not None:
             items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
@@ -88,12 +114,7 @@ def restore_workdir(workdir: str, mesh: jax.sharding.Mesh, step: int | None = No
         if step is None:
             raise DermjaxError(f"{ckpt.directory}: no checkpoint to restore")
         graphdef, abstract, _ = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
-        try:
-            state = ckpt.restore(step, abstract)
-        except Exception as e:  # orbax reports a shape/structure mismatch in many ways
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise DermjaxError(f"{ckpt.directory}/{step}: checkpoint does not match the model of "
-                               f"{cfg_path} (another model config?): {first}") from None
+        state = ckpt.restore(step, abstract, model=f"the model of {cfg_path}")
     finally:
         ckpt.close()
     return cfg, tokenizer, graphdef, state, step

@@ -1,4 +1,4 @@
-"""The fast training transform matches the straightforward one it replaces."""
+"""The fused C kernel behind the training transform matches PIL + numpy doing the same steps."""
 import io
 
 import numpy as np
@@ -6,6 +6,28 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from dermjax.data import augment
+
+
+# ITU-R 601-2 luma, the weights PIL uses for "L": saturation jitter keeps this grey unchanged.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def colour_matrix(img: Image.Image, brightness: float, contrast: float, saturation: float) -> tuple:
+    """PIL's 12-number RGB->RGB matrix for saturation, then brightness, then contrast.
+
+    All three are affine in colour, so they compose into x' = A x + t; contrast pivots on the
+    mean grey, as ImageEnhance.Contrast does (the 1x1 box resize is that mean, computed in C).
+    """
+    r, g, b = img.resize((1, 1), Image.BOX).getpixel((0, 0))
+    grey = LUMA[0] * r + LUMA[1] * g + LUMA[2] * b  # saturation leaves the mean grey in place
+    k = contrast * brightness
+    t = (1.0 - contrast) * brightness * grey
+    out = []
+    for i in range(3):
+        for j in range(3):
+            out.append(k * ((saturation if i == j else 0.0) + (1.0 - saturation) * LUMA[j]))
+        out.append(t)
+    return tuple(out)
 
 
 def _jpeg(w, h, mode="RGB", seed=0) -> bytes:
@@ -47,7 +69,7 @@ def test_fused_kernel_matches_pil_resize_colour_and_numpy_orientation(size):
         ref = img.resize((size, size), Image.BILINEAR, box=box)
         if jitter:
             ibox = tuple(int(f(v)) for f, v in zip((np.floor, np.floor, np.ceil, np.ceil), box))
-            ref = ref.convert("RGB", augment.colour_matrix(img.crop(ibox), *jitter))
+            ref = ref.convert("RGB", colour_matrix(img.crop(ibox), *jitter))
         ref = np.asarray(ref, np.int16)
         ref = np.rot90(ref[:, ::-1] if flip else ref, turns)
         # PIL rounds after resizing and its 1x1 box mean is rounded to whole levels.
@@ -66,7 +88,7 @@ def test_colour_matrix_is_saturation_brightness_contrast():
     grey = x @ [0.299, 0.587, 0.114]
     exact = b * (s * x + (1 - s) * grey[..., None])
     exact = np.clip(c * exact + (1 - c) * b * grey.mean(), 0, 255)
-    got = np.asarray(img.convert("RGB", augment.colour_matrix(img, b, c, s)), np.float64)
+    got = np.asarray(img.convert("RGB", colour_matrix(img, b, c, s)), np.float64)
     assert np.abs(got - exact).max() <= 1.0  # PIL rounds once
     # ImageEnhance truncates after each of its three passes: within a couple of levels.
     ref = img

@@ -19,9 +19,6 @@ from dermjax.data import _resample
 # colour jitter, 1 flip, 1 rotation.
 UNIFORMS = 45
 
-# ITU-R 601-2 luma, the weights PIL uses for "L": saturation jitter keeps this grey unchanged.
-_LUMA = (0.299, 0.587, 0.114)
-
 
 def open_image(data: bytes) -> Image.Image:
     """Lazily opened image: nothing is decoded until a transform needs pixels."""
@@ -45,7 +42,9 @@ def resample(pixels, size: int, box, flip: bool = False, turns: int = 0,
     """Crop `box` (x0, y0, x1, y1, float source pixels) of a uint8 RGB image (an [h, w, 3]
     array, or `_pixels(img)`), resize it to size x size with anti-aliased bilinear filtering
     (PIL's BILINEAR), then np.rot90(fliplr?(.), turns), and apply (brightness, contrast,
-    saturation) jitter: see `colour_matrix` for its exact meaning. Writes into `out` (a
+    saturation) jitter: saturation around each pixel's luma (ITU-R 601-2), then brightness,
+    then contrast around the crop's mean luma, composed into one affine colour map (the
+    reference is tests/test_augment.py's colour_matrix). Writes into `out` (a
     C-contiguous uint8 [size, size, 3] array, e.g. a row of a batch) when given."""
     if isinstance(pixels, np.ndarray):
         src, (h, w) = np.ascontiguousarray(pixels, np.uint8), pixels.shape[:2]
@@ -78,24 +77,6 @@ def _crop_box(w: int, h: int, u: np.ndarray, scale, ratio) -> tuple[int, int, in
             return int(u[k + 2] * (w - cw + 1)), int(u[k + 3] * (h - ch + 1)), cw, ch
     cw = ch = min(w, h)
     return (w - cw) // 2, (h - ch) // 2, cw, ch
-
-
-def colour_matrix(img: Image.Image, brightness: float, contrast: float, saturation: float) -> tuple:
-    """PIL's 12-number RGB->RGB matrix for saturation, then brightness, then contrast.
-
-    All three are affine in colour, so they compose into x' = A x + t; contrast pivots on the
-    mean grey, as ImageEnhance.Contrast does (the 1x1 box resize is that mean, computed in C).
-    """
-    r, g, b = img.resize((1, 1), Image.BOX).getpixel((0, 0))
-    grey = _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b  # saturation leaves the mean grey in place
-    k = contrast * brightness
-    t = (1.0 - contrast) * brightness * grey
-    out = []
-    for i in range(3):
-        for j in range(3):
-            out.append(k * ((saturation if i == j else 0.0) + (1.0 - saturation) * _LUMA[j]))
-        out.append(t)
-    return tuple(out)
 
 
 def train_augment(img: Image.Image, size: int, u: np.ndarray, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3),

@@ -14,6 +14,7 @@ A record that cannot be read or decoded is reported by shard file and index (or 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import grain
@@ -211,14 +212,22 @@ def paired_indices(reader: ShardReader, fraction: float, seed: int = 0) -> tuple
         return list(range(len(reader))), []
     if not 0.0 < fraction < 1.0:
         raise DermjaxError(f"paired_fraction must be in (0, 1], got {fraction}")
+    keep, withheld = _paired_split(tuple(reader.paths), tuple(reader.counts or ()), fraction, seed)
+    return list(keep), list(withheld)
+
+
+@functools.lru_cache(maxsize=4)
+def _paired_split(paths: tuple, counts: tuple, fraction: float, seed: int) -> tuple[tuple, tuple]:
+    # Reads every record of the split: cached, since a trainer asks for it at start-up and again
+    # for each input stream it opens.
+    reader = ShardReader(list(paths), list(counts) or None)
     keep, withheld = [], []
     for i in range(len(reader)):
-        ex = reader.example(i)
-        record = json.loads(ex["record"])
+        record = json.loads(reader.example(i)["record"])
         (keep if keeps_notes(record, fraction, seed) else withheld).append(i)
     if not keep:
-        raise DermjaxError(f"paired_fraction {fraction}: no record of {reader.paths[0]}... keeps its notes")
-    return keep, withheld
+        raise DermjaxError(f"paired_fraction {fraction}: no record of {paths[0]}... keeps its notes")
+    return tuple(keep), tuple(withheld)
 
 
 def training_reader(shard_dir: str, split: str = "train") -> ShardReader:

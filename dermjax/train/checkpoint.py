@@ -12,6 +12,7 @@ import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 
 from dermjax.errors import DermjaxError
@@ -49,8 +50,7 @@ class Checkpointer:
 
         Checked from the checkpoint's metadata before restoring: a restore that fails half way
         leaves orbax's background threads printing tracebacks after the error."""
-        with ocp.StandardCheckpointer() as reader:
-            stored = reader.metadata(os.path.join(self.directory, str(step), "state")).item_metadata
+        stored = ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory) / str(step) / "state")
         name = lambda path: "/".join(str(getattr(k, "key", k)) for k in path)
         have = {name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(stored)}
         want = {name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(target)}

@@ -123,16 +123,17 @@ def test_distill_learns_and_leaves_the_teacher_unchanged(setup, tmp_path):
     cfg = _cfg(shard_dir, teacher, total_steps=40, log_every=1, ckpt_every=40)
     cfg.optimizer.lr = 3e-3
     cfg.distill.weights.pseudo = 0.5
+    cfg.distill.weights.classes = 0.5
     workdir = str(tmp_path / "student")
     out = distill.train(cfg, workdir)
     assert out["complete"]
     rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
-    for k in ("loss", "loss_contrastive", "loss_embed", "loss_similarity", "loss_pseudo"):
+    for k in ("loss", "loss_contrastive", "loss_embed", "loss_similarity", "loss_classes", "loss_pseudo"):
         assert all(np.isfinite(r[k]) for r in rows), k
     first = lambda k: np.mean([r[k] for r in rows[:5]])
     last = lambda k: np.mean([r[k] for r in rows[-5:]])
     assert last("loss") < first("loss") - 0.3, (first("loss"), last("loss"))
-    for k in ("loss_embed", "loss_similarity"):
+    for k in ("loss_embed", "loss_similarity", "loss_classes"):
         assert last(k) < first(k), (k, first(k), last(k))
 
     # The teacher: not saved again, bitwise the same; the student: its own towers plus a head

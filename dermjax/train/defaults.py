@@ -77,5 +77,5 @@ def base_config() -> ml_collections.ConfigDict:
     c.distill.bank_notes = 64  # paired training notes in the text bank, beside the class prompts
     c.distill.prompts = ""  # prompt file for the bank's class prompts (default: the eval prompts)
     # Loss weights; "pseudo" (> 0) turns on the teacher's nearest bank note as a caption.
-    c.distill.weights = dict(contrastive=1.0, embed=1.0, similarity=1.0, pseudo=0.0)
+    c.distill.weights = dict(contrastive=1.0, embed=1.0, similarity=1.0, classes=0.0, pseudo=0.0)
     return c

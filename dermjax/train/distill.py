@@ -7,7 +7,9 @@ On the unpaired images of each batch the student is pulled toward the teacher by
 - similarity distillation: KL(teacher || student) between their softened distributions over a
   text bank (class prompts for every training class, prompt-ensembled as in zero-shot eval, plus
   a fixed sample of the paired training notes). The teacher's bank embeddings are computed once;
-  the student's come from its own text tower every step, so its text side learns too.
+  the student's come from its own text tower every step, so its text side learns too;
+- class distillation: the same KL over the class entries of the bank only, i.e. the teacher's
+  zero-shot class posterior as a soft label;
 - optionally, pseudo-notes: the teacher's nearest bank note for each unpaired image, used as its
   caption in a contrastive loss (images that share a pseudo-note are positives of each other).
 
@@ -31,7 +33,7 @@ from dermjax.models.transformer import dense
 from dermjax.train import checkpoint, contrastive, loop, sharding
 
 EMBED_LOSSES = ("cosine", "l2")
-LOSS_TERMS = ("contrastive", "embed", "similarity", "pseudo")
+LOSS_TERMS = ("contrastive", "embed", "similarity", "classes", "pseudo")
 
 
 def add_heads(model: nnx.Module, cfg: ml_collections.ConfigDict, rngs: nnx.Rngs) -> None:
@@ -141,7 +143,11 @@ def make_train_step(graphdef, cfg: ml_collections.ConfigDict, state_shardings, b
             s_bank = _normalize(bank["avg"] @ model.embed_texts(bank["tokens"]))
             proj = getattr(model, "distill_proj", None)
             terms["embed"] = embed_loss(d.embed_loss, s_img if proj is None else proj(s_img), t_img)
-            terms["similarity"] = similarity_loss(s_img @ s_bank.T, t_logits, tau)
+            s_logits = s_img @ s_bank.T
+            terms["similarity"] = similarity_loss(s_logits, t_logits, tau)
+            # The teacher's zero-shot class posterior alone: the prompts are texts the notes never
+            # contain, so without this anchor their place drifts as the text tower fits the notes.
+            terms["classes"] = similarity_loss(s_logits[:, :n_classes], t_logits[:, :n_classes], tau)
             if weights["pseudo"]:
                 p_txt = model.embed_texts(bank["tokens"][note_offset + nearest])
                 terms["pseudo"] = pseudo_loss(s_img, p_txt, scale, bias, nearest.astype(jnp.int32))

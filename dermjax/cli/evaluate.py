@@ -5,6 +5,11 @@
                  [--shards DIR [--split test]] [--contamination warn|refuse|exclude|off] --out OUTDIR
 
 Writes OUTDIR/<benchmark>.json, OUTDIR/summary.csv and OUTDIR/report.md.
+
+Multi-host (a TPU pod slice, a GPU cluster, or `launch/local.sh --processes N`): run it on every
+host with --distributed (or DERMJAX_COORDINATOR / DERMJAX_NUM_PROCESSES / DERMJAX_PROCESS_ID set);
+the model is restored across all devices, each process decodes its share of the images, and
+process 0 writes the outputs.
 """
 from __future__ import annotations
 
@@ -43,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when a benchmark shares images (by image_id, sha256 or pixels) with the "
                         "model's training shards: warn, refuse to evaluate, leave them out of the "
                         "scores, or skip the check")
+    p.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() (cluster auto-detection: TPU VM, SLURM)")
     p.add_argument("--out", required=True)
     return p
 
@@ -53,6 +60,13 @@ def main(argv=None):
     if not (a.benchmarks or a.manifest or a.shards):
         raise DermjaxError("nothing to evaluate: give --benchmarks, --manifest and/or --shards")
     from dermjax.eval import benchmarks, evaluate
+    from dermjax.train import watchdog
+
+    if a.distributed or os.environ.get("DERMJAX_COORDINATOR"):
+        watchdog.initialize(a.distributed, watchdog.Settings.from_config(None))
+    import jax
+
+    lead = jax.process_index() == 0  # every process computes; one writes and prints
 
     workdir, step = a.workdir, None
     if a.checkpoint:
@@ -116,9 +130,10 @@ def main(argv=None):
         if b.name in contamination:
             r["contamination"] = contamination[b.name]
         results.append(r)
-    report = evaluate.write_outputs(results, a.out, f"{os.path.abspath(workdir)}", failures, missing)
-    print(evaluate.format_table([evaluate.summary_row(r) for r in results]))
-    print(f"report: {os.path.abspath(report)}")
+    if lead:
+        report = evaluate.write_outputs(results, a.out, f"{os.path.abspath(workdir)}", failures, missing)
+        print(evaluate.format_table([evaluate.summary_row(r) for r in results]))
+        print(f"report: {os.path.abspath(report)}")
     if failures:
         sys.exit(1)
 

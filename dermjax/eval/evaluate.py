@@ -56,6 +56,7 @@ class Embedder:
         self.batch_size = -(-batch_size // n) * n  # a multiple of the device count
         self._batch_sharding = sharding.batch_sharding(mesh)
         self._embed = {"image": _embed_images, "text": _embed_texts}
+        self._row_shape = {"image": (image_size, image_size, 3), "text": (tokenizer.max_len,)}
 
     @classmethod
     def from_train_state(cls, graphdef, state, cfg, tokenizer, mesh, step=None, batch_size=256):
@@ -73,15 +74,26 @@ class Embedder:
         embedder.cfg, embedder.config_hash = cfg, config_hash
         return embedder
 
-    def _run(self, kind: str, rows: np.ndarray) -> np.ndarray:
+    def _run(self, kind: str, n: int, rows) -> np.ndarray:
+        """Embeddings of `n` rows; `rows(start, stop)` gives rows [start, stop) as an array.
+
+        Each process asks `rows` only for the rows of its own devices, so in a multi-process run
+        every process decodes its share of the images, and every process gets all embeddings."""
         out = []
-        for i in range(0, len(rows), self.batch_size):
-            chunk = rows[i:i + self.batch_size]
-            pad = self.batch_size - len(chunk)
-            if pad:  # fixed shapes: one compilation, and every device gets its share
-                chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-            x = jax.device_put(chunk, self._batch_sharding)
-            out.append(np.asarray(self._embed[kind](self.model_graph, self.model_state, x))[: self.batch_size - pad])
+        for i in range(0, n, self.batch_size):
+            stop = min(i + self.batch_size, n)
+
+            def shard(index, i=i, stop=stop):
+                lo, hi, _ = index[0].indices(self.batch_size)
+                x = rows(i + min(lo, stop - i), i + min(hi, stop - i))
+                if len(x) < hi - lo:  # fixed shapes: one compilation, every device its share
+                    x = np.concatenate([x, np.zeros((hi - lo - len(x),) + x.shape[1:], x.dtype)])
+                return x
+
+            shape = (self.batch_size,) + self._row_shape[kind]
+            x = jax.make_array_from_callback(shape, self._batch_sharding, shard)
+            e = self._embed[kind](self.model_graph, self.model_state, x)
+            out.append(_to_host(e)[: stop - i])
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 
     def load_image(self, item) -> np.ndarray:
@@ -93,15 +105,31 @@ class Embedder:
         return augment.center_square(img, self.image_size)
 
     def images(self, items: list, desc: str = "images") -> np.ndarray:
+        def rows(start, stop):
+            if start == stop:
+                return np.zeros((0,) + self._row_shape["image"], np.uint8)
+            return np.stack([self.load_image(x) for x in items[start:stop]]).astype(np.uint8)
+
         embs = []
         step = self.batch_size * 4
-        for i in tqdm(range(0, len(items), step), desc=desc, unit="batch", leave=False):
-            arr = np.stack([self.load_image(x) for x in items[i:i + step]]).astype(np.uint8)
-            embs.append(self._run("image", arr))
-        return np.concatenate(embs)
+        for i in tqdm(range(0, len(items), step), desc=desc, unit="batch", leave=False,
+                      disable=jax.process_index() != 0):
+            part = items[i:i + step]
+            embs.append(self._run("image", len(part), lambda a, b, i=i: rows(i + a, i + b)))
+        return np.concatenate(embs) if embs else np.zeros((0, self.embed_dim), np.float32)
 
     def texts(self, texts: list[str]) -> np.ndarray:
-        return self._run("text", self.tokenizer.encode(texts))
+        tokens = self.tokenizer.encode(texts)
+        return self._run("text", len(tokens), lambda a, b: tokens[a:b])
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    """A (possibly multi-process) array as numpy on every process."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def class_embeddings(embedder: Embedder, classes: list[str], prompts: dict) -> np.ndarray:

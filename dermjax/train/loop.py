@@ -233,10 +233,6 @@ class PeriodicEval:
         self.every = int(cfg.get("eval_every", 0) or 0)
         self.cfg, self.graphdef, self.tokenizer, self.mesh = cfg, graphdef, tokenizer, mesh
         self.bench = None
-        if self.every and jax.process_count() > 1:
-            print("eval_every: periodic evaluation runs in single-process training only; "
-                  "use dermjax-eval on the checkpoints")
-            self.every = 0
         if self.every:
             from dermjax.eval import benchmarks
 
@@ -259,7 +255,8 @@ class PeriodicEval:
         r = evaluate.evaluate_benchmark(embedder, self.bench, self.prompts)
         out = {f"val/{k}": r["zero_shot"][k] for k in ("weighted_f1", "accuracy", "balanced_accuracy")}
         out.update({f"val/{k}": r["retrieval"][k] for k in ("p_at_5", "p_at_10", "map")})
-        tqdm.write(f"step {step}: val weighted F1 {out['val/weighted_f1']:.3f}, P@5 {out['val/p_at_5']:.3f}")
+        if jax.process_index() == 0:
+            tqdm.write(f"step {step}: val weighted F1 {out['val/weighted_f1']:.3f}, P@5 {out['val/p_at_5']:.3f}")
         return out
 
 

@@ -13,6 +13,10 @@
 #                  gs://BUCKET/PATH: the bucket is mounted with gcsfuse at ~/gcs/BUCKET on every
 #                  worker and the trainer sees that path. A local WORKDIR must be shared storage
 #                  (NFS/Filestore) unless the slice has one host. Rerunning resumes from WORKDIR.
+#   eval WORKDIR|WORKDIR/checkpoints/STEP OUT [dermjax-eval options ...]
+#                  dermjax-eval --distributed on every worker, in the foreground: the model across
+#                  the whole slice, each worker decoding its share of the images; worker 0 writes
+#                  OUT (gs:// paths as for run)
 #   status         slice state, and on every worker: training running or not, last log line
 #   logs [--worker N|all] [--lines N] [--follow]
 #                  the per-worker log, ~/dermjax-logs/worker-<N>.log on each worker
@@ -60,6 +64,22 @@ gcloud_() {  # every gcloud call goes through here
 on_workers() {  # on_workers WORKER COMMAND: one shell command on one or all workers
   gcloud_ compute tpus tpu-vm ssh "$TPU" "${WHERE[@]}" --worker="$1" --command "$2"
 }
+worker_args() {  # sets `args` (shell-quoted words) and `mounts`: gs://BUCKET/PATH becomes
+  # ~/gcs/BUCKET/PATH, the bucket mounted with gcsfuse on every worker
+  mounts=""; args=()
+  local a bucket
+  for a in "$@"; do
+    if [[ $a =~ ^(.*=)?gs://([^/]+)(/.*)?$ ]]; then
+      bucket=${BASH_REMATCH[2]}
+      [[ $mounts == *" $bucket ~/gcs/"* ]] ||
+        mounts+="mkdir -p ~/gcs/$bucket; mountpoint -q ~/gcs/$bucket || gcsfuse --implicit-dirs $bucket ~/gcs/$bucket; "
+      a="${BASH_REMATCH[1]}\$HOME/gcs/$bucket${BASH_REMATCH[3]}"
+    else
+      a=$(printf '%q' "$a")
+    fi
+    args+=("$a")
+  done
+}
 # The worker number from the TPU metadata server (each worker runs the same command).
 WORKER_ID='$(curl -sf -H Metadata-Flavor:Google http://metadata.google.internal/computeMetadata/v1/instance/attributes/agent-worker-number || hostname)'
 
@@ -102,18 +122,7 @@ echo \"worker $WORKER_ID: dermjax installed at ~/dermjax\""
 
   run)
     [[ $# -ge 2 ]] || { echo "error: run CONFIG WORKDIR [--config.KEY=VALUE ...]" >&2; exit 2; }
-    mounts=""; args=()
-    for a in "$@"; do  # gs://BUCKET/PATH -> ~/gcs/BUCKET/PATH, the bucket mounted on every worker
-      if [[ $a =~ ^(.*=)?gs://([^/]+)(/.*)?$ ]]; then
-        bucket=${BASH_REMATCH[2]}
-        [[ $mounts == *" $bucket ~/gcs/"* ]] ||
-          mounts+="mkdir -p ~/gcs/$bucket; mountpoint -q ~/gcs/$bucket || gcsfuse --implicit-dirs $bucket ~/gcs/$bucket; "
-        a="${BASH_REMATCH[1]}\$HOME/gcs/$bucket${BASH_REMATCH[3]}"
-      else
-        a=$(printf '%q' "$a")
-      fi
-      args+=("$a")
-    done
+    worker_args "$@"
     config=${args[0]}; workdir=${args[1]}; overrides="${args[*]:2}"
     on_workers all "set -e; ${mounts}cd ~/dermjax; mkdir -p $LOGDIR; w=$WORKER_ID; \
 if [ -f $LOGDIR/train.pid ] && kill -0 \$(cat $LOGDIR/train.pid) 2>/dev/null; then \
@@ -122,6 +131,14 @@ GLIBC_TUNABLES=glibc.malloc.hugetlb=1 nohup setsid .venv/bin/dermjax-train --dis
   --config $config --workdir $workdir${overrides:+ $overrides} \
   > $LOGDIR/worker-\$w.log 2>&1 < /dev/null & echo \$! > $LOGDIR/train.pid; \
 ln -sf worker-\$w.log $LOGDIR/train.log; echo \"worker \$w: started pid \$!, log $LOGDIR/worker-\$w.log\""
+    ;;
+
+  eval)
+    [[ $# -ge 2 ]] || { echo "error: eval WORKDIR|CHECKPOINT OUT [dermjax-eval options ...]" >&2; exit 2; }
+    worker_args "$@"
+    which=--workdir; [[ ${args[0]} =~ /checkpoints/[0-9]+/?$ ]] && which=--checkpoint
+    on_workers all "set -e; ${mounts}cd ~/dermjax; .venv/bin/dermjax-eval --distributed $which ${args[0]} \
+--out ${args[1]}${args[2]:+ ${args[*]:2}}"
     ;;
 
   status)
@@ -153,5 +170,5 @@ then s=running; else s=stopped; fi; echo \"worker \$w: \$s; \$(tail -c 300 $LOGD
     gcloud_ compute tpus tpu-vm delete "$TPU" "${WHERE[@]}" --quiet
     ;;
 
-  *) echo "error: unknown command $CMD (create, setup, run, status, logs, stop, delete)" >&2; exit 2 ;;
+  *) echo "error: unknown command $CMD (create, setup, run, eval, status, logs, stop, delete)" >&2; exit 2 ;;
 esac

@@ -133,6 +133,21 @@ def test_tpu_dry_run_prints_every_gcloud_command_and_runs_none(fakes):
     assert lines[3] == "gcloud compute tpus tpu-vm delete derm-v4 --zone us-central2-b --quiet"
 
 
+def test_tpu_eval_runs_the_evaluator_on_every_worker(fakes):
+    env, calls = fakes
+    _tpu(env, "eval", "gs://bkt/runs/b16/checkpoints/400", "gs://bkt/eval", "--benchmarks", "all",
+         "--data-root", "gs://derm-data/sets")
+    _tpu(env, "eval", "/nfs/runs/b16", "/nfs/eval", "--manifest", "my set.csv")
+    (ckpt, workdir) = calls("gcloud")
+    assert ckpt[:9] == SSH_ALL and workdir[:9] == SSH_ALL
+    assert ckpt[9].count("gcsfuse --implicit-dirs bkt ~/gcs/bkt") == 1 and "gcsfuse --implicit-dirs derm-data" in ckpt[9]
+    assert ckpt[9].endswith(".venv/bin/dermjax-eval --distributed --checkpoint $HOME/gcs/bkt/runs/b16/checkpoints/400 "
+                            "--out $HOME/gcs/bkt/eval --benchmarks all --data-root $HOME/gcs/derm-data/sets")
+    assert workdir[9].endswith("dermjax-eval --distributed --workdir /nfs/runs/b16 --out /nfs/eval --manifest my\\ set.csv")
+    r = _tpu(env, "eval", "only-one-arg", check=False)
+    assert r.returncode == 2 and "eval WORKDIR|CHECKPOINT OUT" in r.stderr
+
+
 def test_tpu_setup_ships_this_checkout_and_installs_with_jax_tpu(fakes, tmp_path):
     env, calls = fakes
     _tpu({**env, "TMPDIR": str(tmp_path)}, "setup")

@@ -282,3 +282,29 @@ def test_ham10000_benchmark_end_to_end(trained, tmp_path):
     assert r["n"] == 300 and len(r["classes"]) == 7
     assert 0.0 <= r["zero_shot"]["weighted_f1"] <= 1.0 and 0.0 <= r["retrieval"]["map"] <= 1.0
     assert (out / "summary.csv").exists() and (out / "report.md").exists()
+
+
+def test_embedder_on_a_model_parallel_mesh_loads_each_image_once(trained):
+    """Rows are fed per device (the multi-host path): on a 2x2x2 mesh the tensor-parallel replicas
+    share one load of their rows, the last partial batch is padded, and the embeddings are the
+    one-device ones."""
+    import jax
+
+    from dermjax.eval.evaluate import Embedder
+    from dermjax.train import checkpoint, sharding
+
+    w, train, recs = trained
+    items = [r["image_path"] for r in recs[:21]]
+    out = {}
+    for name, mesh in (("one", sharding.make_mesh({"data": 1}, jax.devices()[:1])),
+                       ("2x2x2", sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2}))):
+        cfg, tok, graphdef, state, step = checkpoint.restore_workdir(train, mesh)
+        emb = Embedder.from_train_state(graphdef, state, cfg, tok, mesh, step, batch_size=8)
+        loads = []
+        load = emb.load_image
+        emb.load_image = lambda x: loads.append(x) or load(x)
+        out[name] = (emb.images(items), emb.texts(["a melanoma.", "a nevus.", "x"] * 3))
+        assert sorted(loads) == sorted(items), name  # every image once, none twice
+    for a, b in zip(out["one"], out["2x2x2"]):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=2e-5)

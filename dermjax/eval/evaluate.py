@@ -83,12 +83,16 @@ class Embedder:
         for i in range(0, n, self.batch_size):
             stop = min(i + self.batch_size, n)
 
-            def shard(index, i=i, stop=stop):
+            loaded = {}  # devices holding the same rows (model-parallel replicas) share one load
+
+            def shard(index, i=i, stop=stop, loaded=loaded):
                 lo, hi, _ = index[0].indices(self.batch_size)
-                x = rows(i + min(lo, stop - i), i + min(hi, stop - i))
-                if len(x) < hi - lo:  # fixed shapes: one compilation, every device its share
-                    x = np.concatenate([x, np.zeros((hi - lo - len(x),) + x.shape[1:], x.dtype)])
-                return x
+                if (lo, hi) not in loaded:
+                    x = rows(i + min(lo, stop - i), i + min(hi, stop - i))
+                    if len(x) < hi - lo:  # fixed shapes: one compilation, every device its share
+                        x = np.concatenate([x, np.zeros((hi - lo - len(x),) + x.shape[1:], x.dtype)])
+                    loaded[lo, hi] = x
+                return loaded[lo, hi]
 
             shape = (self.batch_size,) + self._row_shape[kind]
             x = jax.make_array_from_callback(shape, self._batch_sharding, shard)

@@ -95,7 +95,7 @@ def main():
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--paired-fraction", type=float, default=0.2)
     ap.add_argument("--steps", type=int, default=400, help="student steps (batch 128) for every student setting")
-    ap.add_argument("--teacher-steps", type=int, default=600, help="the longest teacher run")
+    ap.add_argument("--teacher-steps", type=int, default=1200, help="the teacher schedule; its best val checkpoint is the teacher")
     ap.add_argument("--eval-every", type=int, default=100, help="checkpoints scored on the validation split")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "distill_ham10000.json"))
     a = ap.parse_args()
@@ -150,7 +150,10 @@ def main():
                      "students_scored_at": "their last step (runs); their best validation step (val_selected)",
                      "eval_every": a.eval_every,
                      "config_seeds": f"teacher: seed; students: seed + {STUDENT_SEED_OFFSET}",
-                     "shards": os.path.abspath(a.shards), "image_size": 64},
+                     "shards": os.path.abspath(a.shards), "image_size": 64,
+                     # what configs/distill_cpu.py gave the distilled students (the first seed's)
+                     "distill": {k: v for k, v in json.load(open(os.path.join(
+                         a.work, f"distill_s{runs[0]['seed']}", "config.json")))["distill"].items() if k != "teacher"}},
         "wall_seconds_this_invocation": timings,  # a reused stage counts only its check
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }

@@ -157,7 +157,7 @@ def test_export_reloads_to_the_same_outputs(trained, tmp_path):
     emb = Embedder.from_workdir(trained)
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
     texts = ["Dermoscopic image of melanoma.", "Diagnosis: basal cell carcinoma. Site: back."]
-    np.testing.assert_allclose(np.asarray(model.embed_images(jnp.asarray(images))), emb._run("image", images),
+    np.testing.assert_allclose(np.asarray(model.embed_images(jnp.asarray(images))), emb.pixels(images),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(model.embed_texts(jnp.asarray(tok.encode(texts)))), emb.texts(texts),
                                rtol=1e-5, atol=1e-6)

@@ -122,6 +122,10 @@ class Embedder:
             embs.append(self._run("image", len(part), lambda a, b, i=i: rows(i + a, i + b)))
         return np.concatenate(embs) if embs else np.zeros((0, self.embed_dim), np.float32)
 
+    def pixels(self, images: np.ndarray) -> np.ndarray:
+        """Embeddings of images already preprocessed: uint8 [N, image_size, image_size, 3]."""
+        return self._run("image", len(images), lambda a, b: images[a:b])
+
     def texts(self, texts: list[str]) -> np.ndarray:
         tokens = self.tokenizer.encode(texts)
         return self._run("text", len(tokens), lambda a, b: tokens[a:b])

@@ -14,7 +14,7 @@ from dermjax.data import overlap, shards
 from dermjax.errors import DermjaxError
 from dermjax.eval import benchmarks, evaluate
 from dermjax.notes.ontology import EVAL_CLASSES, MALIGNANCY
-from dermjax.train import contrastive
+from dermjax.train import loop
 from tests.helpers import tiny_notes
 
 
@@ -130,14 +130,14 @@ def test_training_hook_warns_or_refuses(world, tmp_path, capsys):
     out, _, bench = world
     cfg = ml_collections.ConfigDict({"data": {"shards": out, "contamination": "warn",
                                               "contamination_against": (bench,)}})
-    contrastive.check_contamination(cfg, str(tmp_path), is_main=True)
+    loop.check_contamination(cfg, str(tmp_path), is_main=True)
     assert "CONTAMINATION" in capsys.readouterr().err
     assert json.load(open(tmp_path / "contamination.json"))[bench]["counts"]["any"] == 3
     cfg.data.contamination = "refuse"
     with pytest.raises(DermjaxError, match="refusing"):
-        contrastive.check_contamination(cfg, str(tmp_path), is_main=True)
+        loop.check_contamination(cfg, str(tmp_path), is_main=True)
     cfg.data.contamination = "off"
-    assert contrastive.check_contamination(cfg, str(tmp_path), is_main=True) == {}
+    assert loop.check_contamination(cfg, str(tmp_path), is_main=True) == {}
 
 
 def test_eval_check_excludes_refuses_or_warns(world, tmp_path, capsys):

@@ -14,8 +14,6 @@ import optax
 from flax import nnx
 
 from dermjax.train import losses, loop, sharding
-# The loop's helpers, under the names this module has always exported.
-from dermjax.train.loop import PeriodicEval, StopSignal, check_contamination, tokenizer_path  # noqa: F401
 
 MAX_LOGIT_SCALE = float(np.log(100.0))
 

@@ -1,7 +1,7 @@
 """Does distillation on unpaired images help? HAM10000, patient-level split, notes kept for 20% of
 the training patients; the other 80% of the training images are unpaired.
 
-    nice -n 10 python bench/distill_ham10000.py [--work runs/distill_ham] [--seeds 0,1]
+    nice -n 10 python bench/distill_ham10000.py [--work runs/distill_ham] [--seeds 0,1,2]
 
 Settings, each trained with `dermjax-train` and scored with `dermjax-eval` on the test split
 (zero-shot weighted F1, balanced accuracy, class-matching image->note P@5):
@@ -92,7 +92,7 @@ def main():
     ap.add_argument("--work", default=os.path.join(REPO, "runs", "distill_ham"))
     ap.add_argument("--shards", default=os.path.join(REPO, "runs", "ham", "shards"))
     ap.add_argument("--data-root", default=os.environ.get("DERMJAX_DATA_ROOT", os.path.join(REPO, "..", "shared", "data")))
-    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--paired-fraction", type=float, default=0.2)
     ap.add_argument("--steps", type=int, default=400, help="student steps (batch 128) for every student setting")
     ap.add_argument("--teacher-steps", type=int, default=1200, help="the teacher schedule; its best val checkpoint is the teacher")

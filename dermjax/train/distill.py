@@ -206,15 +206,11 @@ class Distill(loop.Task):
             sharding.replicated(mesh))
 
     def input_iterator(self, start_batch: int = 0):
-        cfg, n_proc = self.cfg, jax.process_count()
+        n_proc = jax.process_count()
         return pipeline.make_mixed_iterator(
-            cfg.data.shards, tokenizer=self.tokenizer, image_size=cfg.model.image.size,
-            batch_size=self.paired_batch // n_proc, unpaired_batch_size=self.unpaired_batch // n_proc,
-            seed=cfg.seed, paired_fraction=float(cfg.data.get("paired_fraction", 1.0)),
-            unpaired_shards=tuple(cfg.distill.get("unpaired_shards", ())),
-            process_index=jax.process_index(), process_count=n_proc, workers=cfg.data.workers,
-            note_styles=tuple(cfg.data.get("note_styles", ())),
-            on_bad_example=cfg.data.get("on_bad_example", "error"), start_batch=start_batch)
+            self.cfg.data.shards, batch_size=self.paired_batch // n_proc,
+            unpaired_batch_size=self.unpaired_batch // n_proc,
+            unpaired_shards=tuple(self.cfg.distill.get("unpaired_shards", ())), **self.stream_options(start_batch))
 
     def make_train_step(self, graphdef, state_shardings, batch_sharding):
         teacher_state = self.teacher.model_state

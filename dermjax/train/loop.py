@@ -38,14 +38,18 @@ class Task(abc.ABC):
 
     def input_iterator(self, start_batch: int = 0):
         """This process's batches of the global stream, from global batch `start_batch` on."""
-        cfg, n_proc = self.cfg, jax.process_count()
-        return pipeline.make_train_iterator(
-            cfg.data.shards, tokenizer=self.tokenizer, image_size=cfg.model.image.size,
-            batch_size=cfg.data.batch_size // n_proc, seed=cfg.seed,
-            process_index=jax.process_index(), process_count=n_proc, workers=cfg.data.workers,
-            note_styles=tuple(cfg.data.get("note_styles", ())),
-            on_bad_example=cfg.data.get("on_bad_example", "error"), start_batch=start_batch,
-            paired_fraction=float(cfg.data.get("paired_fraction", 1.0)))
+        return pipeline.make_train_iterator(self.cfg.data.shards,
+                                            batch_size=self.cfg.data.batch_size // jax.process_count(),
+                                            **self.stream_options(start_batch))
+
+    def stream_options(self, start_batch: int) -> dict:
+        """The input-pipeline arguments every trainer's stream takes from the config."""
+        cfg = self.cfg
+        return dict(tokenizer=self.tokenizer, image_size=cfg.model.image.size, seed=cfg.seed,
+                    process_index=jax.process_index(), process_count=jax.process_count(),
+                    workers=cfg.data.workers, note_styles=tuple(cfg.data.get("note_styles", ())),
+                    on_bad_example=cfg.data.get("on_bad_example", "error"), start_batch=start_batch,
+                    paired_fraction=float(cfg.data.get("paired_fraction", 1.0)))
 
     @abc.abstractmethod
     def make_train_step(self, graphdef, state_shardings, batch_sharding):

@@ -97,7 +97,7 @@ class Embedder:
             shape = (self.batch_size,) + self._row_shape[kind]
             x = jax.make_array_from_callback(shape, self._batch_sharding, shard)
             e = self._embed[kind](self.model_graph, self.model_state, x)
-            out.append(_to_host(e)[: stop - i])
+            out.append(sharding.to_host(e)[: stop - i])
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 
     def load_image(self, item) -> np.ndarray:
@@ -129,15 +129,6 @@ class Embedder:
     def texts(self, texts: list[str]) -> np.ndarray:
         tokens = self.tokenizer.encode(texts)
         return self._run("text", len(tokens), lambda a, b: tokens[a:b])
-
-
-def _to_host(x: jax.Array) -> np.ndarray:
-    """A (possibly multi-process) array as numpy on every process."""
-    if x.is_fully_addressable:
-        return np.asarray(x)
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def class_embeddings(embedder: Embedder, classes: list[str], prompts: dict) -> np.ndarray:

@@ -19,7 +19,6 @@ import jax
 import ml_collections
 import numpy as np
 from flax import nnx
-from jax.experimental import multihost_utils
 
 from dermjax.data import shards
 from dermjax.errors import DermjaxError
@@ -77,10 +76,7 @@ def tower_features(model_graph, model_state, tokens: np.ndarray, mesh, batch_siz
         chunk = np.concatenate([chunk, np.zeros((pad, width), chunk.dtype)]) if pad else chunk
         # Every process holds all notes: each places its own shards, then gathers the result.
         x = jax.make_array_from_callback(chunk.shape, place, lambda ix, c=chunk: c[ix])
-        feats = _tower(model_graph, model_state, x)
-        if jax.process_count() > 1:
-            feats = multihost_utils.process_allgather(feats)
-        feats = np.asarray(feats, np.float32)[: batch - pad]
+        feats = sharding.to_host(_tower(model_graph, model_state, x)).astype(np.float32)[: batch - pad]
         if not out.shape[1]:
             out = np.zeros((len(tokens), feats.shape[1]), np.float32)
         out[idx] = feats
@@ -91,8 +87,7 @@ def fingerprint(model_state, tokens: np.ndarray) -> str:
     """sha256 over the text tower's weights and the note token rows."""
     h = hashlib.sha256(np.ascontiguousarray(tokens).tobytes())
     for leaf in jax.tree.leaves(model_state["text"]):
-        leaf = multihost_utils.process_allgather(leaf) if jax.process_count() > 1 else jax.device_get(leaf)
-        h.update(np.asarray(leaf).tobytes())
+        h.update(sharding.to_host(leaf).tobytes())
     return h.hexdigest()
 
 

@@ -24,7 +24,8 @@ def worker(config_path: str, steps: int, overrides: list[str]) -> dict:
     import jax
     import numpy as np
 
-    from dermjax.train import contrastive, sharding, state as state_lib
+    from dermjax.core import sharding
+    from dermjax.train import contrastive, state as state_lib
 
     spec = importlib.util.spec_from_file_location("cfg", config_path)
     mod = importlib.util.module_from_spec(spec)

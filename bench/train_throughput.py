@@ -67,7 +67,8 @@ def dermjax_worker(batch: int) -> None:
     import jax
     import numpy as np
 
-    from dermjax.train import contrastive, sharding, state as state_lib
+    from dermjax.core import sharding
+    from dermjax.train import contrastive, state as state_lib
 
     spec = importlib.util.spec_from_file_location("cfg", os.path.join(ROOT, "configs", "clip_vit_ti16_cpu.py"))
     mod = importlib.util.module_from_spec(spec)

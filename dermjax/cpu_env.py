@@ -36,6 +36,31 @@ def environment(devices: int = 1, base: dict | None = None) -> dict:
     return env
 
 
+# /proc/cpuinfo flag -> the vector ISA it names (what XLA's and PyTorch's CPU kernels pick from).
+ISA_FLAGS = (("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX-512 BF16"),
+             ("avx512_vnni", "AVX-512 VNNI"), ("amx_tile", "AMX"), ("amx_bf16", "AMX BF16"))
+
+
+def machine() -> dict:
+    """The CPU a figure was measured on: model, cores and vector ISA. Benchmarks record it,
+    since the same machine kind comes with different CPUs and ratios differ with them."""
+    info = {"cpu": "unknown", "cores": os.cpu_count(), "isa": []}
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and info["cpu"] == "unknown":
+            info["cpu"] = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+            info["isa"] = [name for flag, name in ISA_FLAGS if flag in flags]
+            break
+    return info
+
+
 def main():
     ap = argparse.ArgumentParser(description="print `export` lines for CPU training")
     ap.add_argument("--devices", type=int, default=1, help="CPU XLA devices to expose")

@@ -17,7 +17,8 @@ from configs.quickstart import get_config as contrastive_config
 from dermjax.data import pipeline, splits
 from dermjax.data.tokenizer import Tokenizer
 from dermjax.errors import DermjaxError
-from dermjax.train import checkpoint, contrastive, distill, sharding
+from dermjax.core import sharding
+from dermjax.train import checkpoint, contrastive, distill
 from tests.helpers import kill_after_a_checkpoint_and_rerun, tiny_shard_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -291,7 +291,8 @@ def test_embedder_on_a_model_parallel_mesh_loads_each_image_once(trained):
     import jax
 
     from dermjax.eval.evaluate import Embedder
-    from dermjax.train import checkpoint, sharding
+    from dermjax.core import sharding
+    from dermjax.train import checkpoint
 
     w, train, recs = trained
     items = [r["image_path"] for r in recs[:21]]

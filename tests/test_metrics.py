@@ -398,7 +398,7 @@ def test_binned_map_is_close_to_sklearn_on_continuous_similarities():
 
 def test_retrieval_sharded_over_devices_equals_one_device():
     import jax
-    from dermjax.train.sharding import make_mesh
+    from dermjax.core.sharding import make_mesh
 
     assert len(jax.devices()) == 8
     rng = np.random.default_rng(99)

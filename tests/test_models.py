@@ -31,7 +31,7 @@ def test_vit_presets_have_the_published_sizes():
 def test_pooling_variants_and_remat_agree(pool):
     kw = dict(image_size=32, patch=8, width=32, depth=2, heads=2, mlp_dim=64, pool=pool)
     a = vit.ViT(**kw, rngs=nnx.Rngs(0))
-    b = vit.ViT(**kw, rngs=nnx.Rngs(0), remat=True)
+    b = vit.ViT(**kw, rngs=nnx.Rngs(0), remat="full")
     x = jnp.asarray(np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3)), jnp.uint8)
     ya, yb = a(x), b(x)
     assert ya.shape == (3, 32)

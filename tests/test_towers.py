@@ -81,8 +81,8 @@ def test_frozen_pretrained_text_tower_is_imported_and_never_changes(setup, train
     _, _, folder, weights = setup
     emb = Embedder.from_workdir(trained)
     params = nnx.state(nnx.merge(emb.model_graph, emb.model_state), nnx.Param)
-    text = np.asarray(params["text"]["layers"][1]["attn"]["q"]["kernel"][...])
-    np.testing.assert_array_equal(text, weights["encoder.layer.1.attention.self.query.weight"].T)
+    text = np.asarray(params["text"]["layers"]["attn"]["q"]["kernel"][...])[1]  # [layer][width, 1, heads, dh]
+    np.testing.assert_array_equal(text.reshape(text.shape[0], -1), weights["encoder.layer.1.attention.self.query.weight"].T)
     np.testing.assert_array_equal(np.asarray(params["text"]["tokens"]["embedding"][...]),
                                   weights["embeddings.word_embeddings.weight"])
     # The workdir stands alone: BERT's architecture in config.json, its vocabulary beside it.

@@ -12,7 +12,8 @@ from jax.sharding import PartitionSpec as P
 
 from configs.quickstart import get_config
 from dermjax.data import tokenizer
-from dermjax.train import contrastive, losses, sharding, state as state_lib
+from dermjax.core import sharding
+from dermjax.train import contrastive, losses, state as state_lib
 from dermjax.train.checkpoint import Checkpointer
 from tests.helpers import kill_after_a_checkpoint_and_rerun, tiny_shard_dir
 
@@ -31,13 +32,14 @@ def test_logical_rules_place_params_on_mesh():
     mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     _, state, _ = state_lib.create_state(cfg, 50, mesh)
     model_state = state[0]
-    qkv = model_state["image"]["encoder"]["blocks"][0]["attn"]["qkv"]["kernel"][...]
-    assert qkv.sharding.spec == P("fsdp", "tensor")
+    qkv = model_state["image"]["encoder"]["blocks"]["attn"]["qkv"]["kernel"][...]
+    # [layers, width, q/k/v, heads, head_dim]: width over fsdp, heads over tensor
+    assert qkv.sharding.spec == P(None, "fsdp", None, "tensor", None)
     emb = model_state["text"]["tokens"]["embedding"][...]
-    assert emb.sharding.spec == P("tensor", "fsdp")
+    assert emb.sharding.spec == P(None, "fsdp")  # the token table is whole along "tensor"
     # each device holds a quarter of the qkv kernel (fsdp x tensor = 4 ways)
-    shard_shape = qkv.addressable_shards[0].data.shape
-    assert shard_shape[0] * shard_shape[1] * 4 == qkv.size
+    assert qkv.addressable_shards[0].data.size * 4 == qkv.size
+    assert sharding.data_parallel_size(mesh) == 4
 
 
 def _dense_clip_reference(img, txt, scale):
@@ -186,7 +188,7 @@ def test_parameter_groups_freeze_a_tower_and_scale_lr(shard_dir):
     graphdef, state, shardings = state_lib.create_state(cfg, tok.vocab_size, mesh)
     before = jax.tree.map(np.asarray, nnx.to_pure_dict(state[0]))
     labels = state_lib.group_labels(nnx.to_pure_dict(state[0]), cfg.optimizer.groups)
-    assert labels["image"]["encoder"]["blocks"][0]["attn"]["qkv"]["kernel"] == "frozen"
+    assert labels["image"]["encoder"]["blocks"]["attn"]["qkv"]["kernel"] == "frozen"
     assert labels["text_proj"]["kernel"] == "group1" and labels["text"]["pos"] == "default"
     from dermjax.data import pipeline
     batch = next(pipeline.make_train_iterator(shard_dir, tokenizer=tok, image_size=cfg.model.image.size,
@@ -288,3 +290,43 @@ def test_kill9_after_a_checkpoint_then_resume_is_bitwise_identical(shard_dir, tm
     def losses(w):
         return {r["step"]: r["loss"] for r in map(json.loads, open(os.path.join(w, "metrics.jsonl")))}
     assert losses(killed) == losses(straight)
+
+
+def test_scanned_layers_train_like_the_unrolled_loop(shard_dir, tmp_path):
+    """model.scan runs the same stacked parameters with lax.scan instead of a Python loop: the
+    losses, the trained weights and the checkpoint layout are the same (remat on: its policy is
+    applied per layer either way)."""
+    runs = {}
+    for scan in (False, True):
+        cfg = _cfg(shard_dir, data=2, fsdp=2, tensor=2)
+        cfg.model.update(dict(scan=scan, remat=True, remat_policy="dots"))
+        cfg.model.image.depth = 3
+        cfg.log_every = 1
+        work = str(tmp_path / f"scan{scan}")
+        contrastive.train(cfg, work)
+        losses = [json.loads(l)["loss"] for l in open(os.path.join(work, "metrics.jsonl")) if '"loss"' in l]
+        runs[scan] = (losses, _final_params(work, cfg))
+    (loss_a, a), (loss_b, b) = runs[False], runs[True]
+    assert len(loss_a) == 6
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_multi_process_stop_check_is_not_a_per_step_host_sync(monkeypatch):
+    """With several processes, agreeing on a stop is a host exchange; it runs every
+    stop_check_every steps only, so the device queue is not drained at every step."""
+    from jax.experimental import multihost_utils
+    from dermjax.train import loop
+
+    calls = []
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(multihost_utils, "process_allgather", lambda x: calls.append(x) or np.asarray([x, 1]))
+    stop = loop.StopSignal(every=10)
+    try:
+        asked = [step for step in range(1, 31) if stop.requested(step)]
+    finally:
+        stop.restore()
+    assert len(calls) == 3  # steps 10, 20, 30
+    assert asked == [10, 20, 30] and stop.name == "a signal on another host"

@@ -25,18 +25,20 @@ from dermjax.errors import DermjaxError
 from dermjax.eval import metrics
 from dermjax.eval.benchmarks import Benchmark
 from dermjax.io import atomic_path, write_json
-from dermjax.train import sharding
+from dermjax.core import sharding
 from dermjax.train.checkpoint import restore_workdir
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _embed_images(model_graph, model_state, images):
-    return nnx.merge(model_graph, model_state).embed_images(images)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _embed_images(model_graph, mesh, model_state, images):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # activations follow the rules table
+        return nnx.merge(model_graph, model_state).embed_images(images)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _embed_texts(model_graph, model_state, tokens):
-    return nnx.merge(model_graph, model_state).embed_texts(tokens)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _embed_texts(model_graph, mesh, model_state, tokens):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+        return nnx.merge(model_graph, model_state).embed_texts(tokens)
 
 
 class Embedder:
@@ -96,7 +98,7 @@ class Embedder:
 
             shape = (self.batch_size,) + self._row_shape[kind]
             x = jax.make_array_from_callback(shape, self._batch_sharding, shard)
-            e = self._embed[kind](self.model_graph, self.model_state, x)
+            e = self._embed[kind](self.model_graph, self.mesh, self.model_state, x)
             out.append(sharding.to_host(e)[: stop - i])
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 

@@ -556,9 +556,9 @@ def retrieval(query_emb, gallery_emb, query_labels, gallery_labels, query_owner=
         return out | ({"num_pair_queries": 0, **{n: float("nan") for n in pair_names}} if pairs else {})
 
     if mesh is None:
-        from dermjax.train.sharding import make_mesh
+        from dermjax.core.sharding import make_mesh
         mesh = make_mesh({"data": -1})
-    from dermjax.train.sharding import batch_sharding, replicated
+    from dermjax.core.sharding import batch_sharding, replicated
     rows_sharding, rep = batch_sharding(mesh), replicated(mesh)
     n_shards = math.prod(mesh.shape[a] for a in rows_sharding.spec[0])
     step_rows = min(chunk_size, -(-nq // n_shards)) * n_shards

@@ -18,7 +18,8 @@ from flax import nnx
 
 from dermjax.errors import DermjaxError
 from dermjax.io import read_json
-from dermjax.models.transformer import activation, attend, dense, layer_norm, merge_heads, project_heads
+from dermjax.models.transformer import (HeadMerge, HeadProjection, activation, attend, dense, layer_norm, mlp,
+                                        padding_bias, run_layers, stack_layers)
 
 POOLING = ("cls", "pooler", "mean")
 # Hugging Face config.json key -> dermjax key.
@@ -74,19 +75,15 @@ def _embed(n: int, dim: int, rngs: nnx.Rngs, dtype) -> nnx.Embed:
 
 class SelfAttention(nnx.Module):
     def __init__(self, dim: int, heads: int, rngs: nnx.Rngs, dtype):
-        if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.heads = heads
         # Not "value": parameter paths drop that word (it names nnx's Variable payload).
-        self.q = dense(dim, dim, ("embed", "heads"), rngs, dtype)
-        self.k = dense(dim, dim, ("embed", "heads"), rngs, dtype)
-        self.v = dense(dim, dim, ("embed", "heads"), rngs, dtype)
-        self.out = dense(dim, dim, ("heads", "embed"), rngs, dtype)
+        self.q = HeadProjection(dim, 1, heads, rngs, dtype)
+        self.k = HeadProjection(dim, 1, heads, rngs, dtype)
+        self.v = HeadProjection(dim, 1, heads, rngs, dtype)
+        self.out = HeadMerge(heads, dim // heads, dim, rngs, dtype)
 
     def __call__(self, x, mask):
-        q, k, v = (project_heads(layer, x, 1, self.heads)[0] for layer in (self.q, self.k, self.v))
-        bias = jnp.where(mask[:, None, None, :], 0.0, -1e9).astype(jnp.float32)
-        return merge_heads(self.out, attend(q, k, v, bias))
+        q, k, v = (proj(x)[0] for proj in (self.q, self.k, self.v))
+        return self.out(attend(q, k, v, padding_bias(mask)))
 
 
 class Layer(nnx.Module):
@@ -100,23 +97,24 @@ class Layer(nnx.Module):
 
     def __call__(self, x, mask):
         x = self.attn_ln(x + self.attn(x, mask))
-        return self.mlp_ln(x + self.mlp_out(activation(self.act)(self.mlp_in(x))))
+        return self.mlp_ln(x + mlp(self.mlp_in, self.mlp_out, self.act, x))
 
 
 class Bert(nnx.Module):
     def __init__(self, *, width: int, depth: int, heads: int, mlp_dim: int, vocab_size: int,
                  max_positions: int = 512, type_vocab_size: int = 2, ln_eps: float = 1e-12,
                  act: str = "exact", pool: str = "cls", rngs: nnx.Rngs, dtype=jnp.float32,
-                 remat: bool = False, **_unused):
+                 remat: str | None = None, scan: bool = False, **_unused):
         if pool not in POOLING:
             raise ValueError(f"unknown BERT pooling {pool!r}; known: {', '.join(POOLING)}")
         activation(act)
-        self.pool, self.remat, self.width, self.max_positions = pool, remat, width, max_positions
+        self.pool, self.width, self.max_positions = pool, width, max_positions
+        self.depth, self.remat, self.scan = depth, remat, scan
         self.tokens = _embed(vocab_size, width, rngs, dtype)
         self.positions = _embed(max_positions, width, rngs, dtype)
         self.token_types = _embed(type_vocab_size, width, rngs, dtype)
         self.embed_ln = layer_norm(width, rngs, dtype, ln_eps)
-        self.layers = nnx.List([Layer(width, heads, mlp_dim, ln_eps, act, rngs, dtype) for _ in range(depth)])
+        self.layers = stack_layers(lambda r: Layer(width, heads, mlp_dim, ln_eps, act, r, dtype), depth, rngs)
         if pool == "pooler":
             self.pooler = dense(width, width, ("embed", None), rngs, dtype)
 
@@ -128,8 +126,7 @@ class Bert(nnx.Module):
         x = (self.tokens(tokens) + self.positions(jnp.arange(tokens.shape[1]))[None]
              + self.token_types(jnp.zeros_like(tokens)))
         x = self.embed_ln(x)
-        for layer in self.layers:
-            x = nnx.remat(lambda l, x, m: l(x, m))(layer, x, mask) if self.remat else layer(x, mask)
+        x = run_layers(self.layers, self.depth, x, mask, scan=self.scan, remat=self.remat)
         if self.pool == "mean":
             m = mask[..., None].astype(x.dtype)
             return (x * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1.0)

@@ -1,6 +1,6 @@
 """A trained two-tower model as plain files others can load without dermjax's checkpoints:
 
-    OUT/model.safetensors   every parameter, named by its path ("image/encoder/blocks/0/attn/qkv/kernel")
+    OUT/model.safetensors   every parameter, per layer ("image/encoder/blocks/0/attn/qkv/kernel")
     OUT/config.json         {"format": "dermjax-two-towers", "version": 1, "model": <model config>,
                              "vocab_size": N, "tokenizer": <file name>, "step": S}
     OUT/tokenizer.model | tokenizer.json | vocab.txt   the tokenizer the text tower was trained with
@@ -20,19 +20,23 @@ import numpy as np
 from flax import nnx
 
 from dermjax.data import tokenizer as tokenizer_lib
+from dermjax.core.paths import layout_of, param_path
 from dermjax.errors import DermjaxError
 from dermjax.io import read_json, write_json
-from dermjax.models import pretrained, two_towers
+from dermjax.models import layout, pretrained, two_towers
 from dermjax.models.tensor_files import read_safetensors, write_safetensors
 
 FORMAT, VERSION = "dermjax-two-towers", 1
 
 
 def model_tensors(model: nnx.Module) -> dict[str, np.ndarray]:
-    from dermjax.train.state import param_path
-
-    flat = jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]
-    return {param_path(path): np.asarray(jax.device_get(leaf), np.float32) for path, leaf in flat}
+    """Every parameter in the canonical layout (per layer, 2-D dense kernels: models/layout.py),
+    which does not change with the model's internal stacking or head-major storage."""
+    params = nnx.state(model, nnx.Param)
+    _, stacked = layout_of(params)
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    tensors = {param_path(path): np.asarray(jax.device_get(leaf), np.float32) for path, leaf in flat}
+    return layout.to_canonical(tensors, stacked)
 
 
 def save(model: nnx.Module, model_cfg: ml_collections.ConfigDict, vocab_size: int, tokenizer_file: str,

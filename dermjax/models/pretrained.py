@@ -21,7 +21,9 @@ import re
 import jax
 import numpy as np
 
+from dermjax.core.paths import layout_of, param_path
 from dermjax.errors import DermjaxError
+from dermjax.models import layout
 from dermjax.models.tensor_files import read_tensors
 
 FORMATS = ("timm", "open_clip", "big_vision")
@@ -350,9 +352,12 @@ def apply(state, tensors: dict, where: str = "pretrained weights", prefix: str =
     replaced by `tensors[path]`, placed with each leaf's sharding. Every given tensor must find a
     leaf of its shape, and every leaf under a path in `complete` (e.g. "image/") must be given:
     a parameter left at its random init would change the source's function."""
-    from dermjax.train.state import param_path
-
     placed, uncovered = set(), []
+    # Importers speak the per-layer, 2-D layout; the model stacks its blocks and keeps
+    # attention kernels head-major (dermjax.models.layout).
+    shapes, stacked = layout_of(state)
+    strip = lambda keys: {k[len(prefix):]: v for k, v in keys.items() if k.startswith(prefix)}
+    tensors = layout.to_model(tensors, strip(shapes), set(strip({k: 0 for k in stacked})))
 
     def one(path, leaf):
         name = param_path(path)

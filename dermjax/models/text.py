@@ -13,30 +13,33 @@ PRESETS = {
     "S": (384, 12, 6, 1536),
     "B": (512, 12, 8, 2048),
     "L": (768, 12, 12, 3072),
+    "So400m": (1152, 27, 16, 4304),  # SigLIP's shape-optimised text tower
 }
 
 
 def resolve(cfg: dict) -> dict:
-    """Fills width/depth/heads/mlp_dim from `variant` ("B"); explicit keys win."""
+    """Fills width/depth/heads/mlp_dim from `variant` ("B"); explicit keys win, where 0 or None
+    means "the variant's"."""
     cfg = dict(cfg)
     variant = cfg.pop("variant", None)
     if variant:
         if variant not in PRESETS:
             raise ValueError(f"unknown text variant {variant!r}; known: {', '.join(PRESETS)}")
-        cfg = {**dict(zip(("width", "depth", "heads", "mlp_dim"), PRESETS[variant])),
-               **{k: v for k, v in cfg.items() if v is not None}}
+        preset = dict(zip(("width", "depth", "heads", "mlp_dim"), PRESETS[variant]))
+        cfg = {**preset, **{k: v for k, v in cfg.items() if v not in (None, 0) or k not in preset}}
     return cfg
 
 
 class TextTransformer(nnx.Module):
     def __init__(self, *, vocab_size: int, max_len: int, width: int, depth: int, heads: int,
-                 mlp_dim: int, rngs: nnx.Rngs, dtype=jnp.float32, remat: bool = False):
+                 mlp_dim: int, rngs: nnx.Rngs, dtype=jnp.float32, remat: str | None = None,
+                 scan: bool = False):
         self.tokens = nnx.Embed(vocab_size, width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
                                 embedding_init=nnx.with_partitioning(nnx.initializers.normal(0.02),
                                                                      ("vocab", "embed")))
         self.pos = nnx.Param(nnx.with_partitioning(nnx.initializers.normal(0.01), (None, "embed"))(
             rngs.params(), (max_len, width)))
-        self.encoder = Encoder(width, depth, heads, mlp_dim, rngs, dtype, remat)
+        self.encoder = Encoder(width, depth, heads, mlp_dim, rngs, dtype, remat, scan=scan)
         self.width = width
 
     def __call__(self, tokens):

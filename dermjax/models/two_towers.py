@@ -19,13 +19,14 @@ from dermjax.models.transformer import dense
 class TwoTowers(nnx.Module):
     def __init__(self, cfg: ml_collections.ConfigDict, vocab_size: int, rngs: nnx.Rngs):
         dtype = jnp.dtype(cfg.get("dtype", "float32"))
-        remat = bool(cfg.get("remat", False))
+        remat = (cfg.get("remat_policy") or "full") if cfg.get("remat") else None
+        scan = bool(cfg.get("scan", False))
         i = vit.resolve(cfg.image.to_dict())
         options = {k: i[k] for k in vit.OPTIONS if i.get(k) is not None}
         self.image = vit.ViT(image_size=i["size"], patch=i["patch"], width=i["width"], depth=i["depth"],
                              heads=i["heads"], mlp_dim=i["mlp_dim"], rngs=rngs, dtype=dtype, remat=remat,
-                             **options)
-        self.text = build_text_tower(cfg.text.to_dict(), vocab_size, rngs, dtype, remat)
+                             scan=scan, **options)
+        self.text = build_text_tower(cfg.text.to_dict(), vocab_size, rngs, dtype, remat, scan)
         self.freeze_image, self.freeze_text = bool(i.get("freeze")), bool(cfg.text.get("freeze"))
         self.image_proj = dense(i["width"], cfg.embed_dim, ("embed", None), rngs, dtype,
                                 use_bias=bool(i.get("proj_bias")))
@@ -62,7 +63,8 @@ class TwoTowers(nnx.Module):
 TEXT_TOWERS = ("transformer", "bert")
 
 
-def build_text_tower(t: dict, vocab_size: int, rngs: nnx.Rngs, dtype, remat: bool) -> nnx.Module:
+def build_text_tower(t: dict, vocab_size: int, rngs: nnx.Rngs, dtype, remat: str | None,
+                     scan: bool = False) -> nnx.Module:
     kind = t.get("type") or "transformer"
     if kind not in TEXT_TOWERS:
         raise ValueError(f"unknown text tower type {kind!r}; known: {', '.join(TEXT_TOWERS)}")
@@ -71,11 +73,11 @@ def build_text_tower(t: dict, vocab_size: int, rngs: nnx.Rngs, dtype, remat: boo
         if b["vocab_size"] < vocab_size:
             raise ValueError(f"BERT vocabulary {b['vocab_size']} is smaller than the tokenizer's {vocab_size}")
         return bert.Bert(**{k: b[k] for k in bert.ARCH_KEYS}, pool=b["pool"], rngs=rngs, dtype=dtype,
-                         remat=remat)
+                         remat=remat, scan=scan)
     t = text.resolve(t)
     return text.TextTransformer(vocab_size=vocab_size, max_len=t["max_len"], width=t["width"],
                                 depth=t["depth"], heads=t["heads"], mlp_dim=t["mlp_dim"],
-                                rngs=rngs, dtype=dtype, remat=remat)
+                                rngs=rngs, dtype=dtype, remat=remat, scan=scan)
 
 
 MODELS = {"two_towers": TwoTowers}

@@ -10,6 +10,10 @@ the defaults are dermjax's own layout): `ln_eps`, `act` ("tanh" | "exact" | "qui
 do), `pre_norm` (open_clip's LayerNorm before the encoder), `norm_pooled` (the final LayerNorm
 after pooling, as timm's fc_norm), `pixel_mean` / `pixel_std` (input normalization in 0..1
 units; default maps 0..255 to -1..1).
+
+An image size that is not a multiple of the patch (SigLIP So400m/14 at 384 px) keeps the whole
+patches only, as a VALID-padded patch convolution does: the last `size % patch` rows and
+columns are not seen.
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ OPTIONS = ("pool", "ln_eps", "act", "class_token", "pre_norm", "norm_pooled", "p
 
 
 def resolve(cfg: dict) -> dict:
-    """Fills width/depth/heads/mlp_dim/patch from `variant` ("B/16"); explicit keys win."""
+    """Fills width/depth/heads/mlp_dim/patch from `variant` ("B/16"); explicit keys win, where
+    0 or None means "the variant's"."""
     cfg = dict(cfg)
     variant = cfg.pop("variant", None)
     if variant:
@@ -43,18 +48,18 @@ def resolve(cfg: dict) -> dict:
         preset = dict(zip(("width", "depth", "heads", "mlp_dim"), PRESETS[name]))
         if patch:
             preset["patch"] = int(patch)
-        cfg = {**preset, **{k: v for k, v in cfg.items() if v is not None}}
+        cfg = {**preset, **{k: v for k, v in cfg.items() if v not in (None, 0) or k not in preset}}
     return cfg
 
 
 class ViT(nnx.Module):
     def __init__(self, *, image_size: int, patch: int, width: int, depth: int, heads: int,
                  mlp_dim: int, rngs: nnx.Rngs, dtype=jnp.float32, pool: str = "gap",
-                 remat: bool = False, ln_eps: float = 1e-6, act: str = "tanh",
+                 remat: str | None = None, ln_eps: float = 1e-6, act: str = "tanh",
                  class_token: bool | None = None, pre_norm: bool = False, norm_pooled: bool = False,
-                 pixel_mean=None, pixel_std=None):
-        if image_size % patch:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch {patch}")
+                 pixel_mean=None, pixel_std=None, scan: bool = False):
+        if image_size < patch:
+            raise ValueError(f"image_size {image_size} is smaller than the patch {patch}")
         if pool not in POOLING:
             raise ValueError(f"unknown pooling {pool!r}; known: {', '.join(POOLING)}")
         class_token = pool == "cls" if class_token is None else bool(class_token)
@@ -78,13 +83,15 @@ class ViT(nnx.Module):
             self.pre_ln = layer_norm(width, rngs, dtype, ln_eps)
         if pool == "map":
             self.head = MAPHead(width, heads, mlp_dim, rngs, dtype, ln_eps, act)
-        self.encoder = Encoder(width, depth, heads, mlp_dim, rngs, dtype, remat, ln_eps, act)
+        self.encoder = Encoder(width, depth, heads, mlp_dim, rngs, dtype, remat, ln_eps, act, scan)
 
     def __call__(self, images):
         """images: uint8 or float [b, h, w, 3] in 0..255 -> features [b, width]."""
         x = images.astype(jnp.float32) * jnp.asarray(self.pixel_scale) + jnp.asarray(self.pixel_shift)
-        b, h, w, c = x.shape
         p = self.patch
+        b, h, w, c = x.shape
+        h, w = h - h % p, w - w % p
+        x = x[:, :h, :w]
         x = x.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, -1, p * p * c)
         x = self.embed(x.astype(self.embed.dtype))
         if self.class_token:

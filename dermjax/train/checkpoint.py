@@ -10,12 +10,16 @@ import os
 
 import grain
 import jax
+import jax.numpy as jnp
+import numpy as np
 import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 from flax import nnx
 
+from dermjax.core.paths import layout_of
 from dermjax.errors import DermjaxError
+from dermjax.models import layout
 
 
 class Checkpointer:
@@ -44,40 +48,79 @@ class Checkpointer:
         name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
         return os.path.exists(os.path.join(self.directory, str(step), "data_iter", name))
 
+    def stored_shapes(self, step: int) -> dict[str, tuple]:
+        """{path: shape} of the train state saved at `step`, from its metadata (no array read)."""
+        stored = ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory) / str(step) / "state")
+        return {_key(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(stored)}
+
     def mismatch(self, step: int, target: dict) -> str | None:
         """The first parameter whose stored shape differs from `target`'s (a pure dict of
         ShapeDtypeStructs), or that only one side has; None when they agree.
 
         Checked from the checkpoint's metadata before restoring: a restore that fails half way
         leaves orbax's background threads printing tracebacks after the error."""
-        stored = ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory) / str(step) / "state")
-        name = lambda path: "/".join(str(getattr(k, "key", k)) for k in path)
-        have = {name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(stored)}
-        want = {name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(target)}
-        for key in sorted(have.keys() | want.keys()):
-            if key not in have:
-                return f"parameter {key} is not in the checkpoint"
-            if key not in want:
-                return f"the checkpoint has parameter {key}, which the model does not"
-            if have[key] != want[key]:
-                return f"parameter {key} has shape {have[key]} in the checkpoint, {want[key]} in the model"
-        return None
+        return _first_difference(self.stored_shapes(step), _shapes(target))
 
-    def restore(self, step: int, abstract: nnx.State, data_iter=None, *, model: str = "the model") -> nnx.State:
+    def restore(self, step: int, abstract: nnx.State, data_iter=None, *, model: str = "the model",
+                params_only: bool = False) -> nnx.State:
         """`abstract`: state of ShapeDtypeStructs with target shardings (any mesh). `model`
-        names the model's origin in the error raised when the checkpoint does not fit it."""
+        names the model's origin in the error raised when the checkpoint does not fit it.
+
+        params_only: `abstract` is the train state, but only its model part (item 0) is read;
+        the optimizer state stays on disk (evaluation, a distillation teacher). The optimizer
+        entries of the returned state are left abstract.
+
+        Checkpoints in the per-layer layout of dermjax before its stacked, head-major one
+        (dermjax.models.layout) are converted while restoring."""
         target = nnx.to_pure_dict(abstract)
-        problem = self.mismatch(step, target)
-        if problem:
+        stored, want = self.stored_shapes(step), _shapes(target)
+        if params_only:
+            target = {k: v for k, v in target.items() if str(k) == "0"}
+            stored = {k: v for k, v in stored.items() if k.startswith("0/")}
+            want = {k: v for k, v in want.items() if k.startswith("0/")}
+        problem = _first_difference(stored, want)
+        if problem and not _converts_to(stored, want, layout_of(abstract)[1]):
             raise DermjaxError(f"{self.directory}/{step}: checkpoint does not match {model} "
                                f"(another model config?): {problem}")
+        if problem:
+            restored = self._restore_converted(step, abstract, target, data_iter, params_only)
+        else:
+            restored = self._read(step, target, data_iter, params_only)
+        state = jax.tree.map(lambda x: x, abstract)  # a fresh container to fill
+        if params_only:
+            restored = {**nnx.to_pure_dict(state), **restored}
+        nnx.replace_by_pure_dict(state, restored)
+        return state
+
+    def _read(self, step: int, target: dict, data_iter, partial: bool) -> dict:
+        """The stored train state, shaped and sharded as `target`; with `partial`, only the
+        entries `target` has (the rest is not read from disk)."""
+        if partial:
+            path = epath.Path(self.directory) / str(step) / "state"
+            with ocp.PyTreeCheckpointer() as reader:
+                return reader.restore(path, args=ocp.args.PyTreeRestore(
+                    item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                    partial_restore=True))
         items = {"state": ocp.args.StandardRestore(target)}
         if data_iter is not None:
             items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
-        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-        state = jax.tree.map(lambda x: x, abstract)  # a fresh container to fill
-        nnx.replace_by_pure_dict(state, restored["state"])
-        return state
+        return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
+
+    def _restore_converted(self, step, abstract, target, data_iter, partial):
+        """Reads the checkpoint in its stored (per-layer) layout, replicated, then converts each
+        tensor to the model's layout and places it with the target sharding."""
+        meta = ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory) / str(step) / "state")
+        mesh = next(x.sharding.mesh for x in jax.tree.leaves(target) if hasattr(x, "sharding"))
+        whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        stored_target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=whole), meta)
+        if partial:
+            stored_target = {k: v for k, v in stored_target.items() if str(k) == "0"}
+        restored = self._read(step, stored_target, data_iter, partial)
+        flat = {_key(p): x for p, x in jax.tree_util.tree_leaves_with_path(restored)}
+        shapes, stacked = layout_of(abstract)
+        converted = layout.to_model(flat, shapes, stacked, xp=jnp)
+        place = lambda path, t: jax.jit(lambda x: x.astype(t.dtype), out_shardings=t.sharding)(converted[_key(path)])
+        return jax.tree_util.tree_map_with_path(place, target)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -85,6 +128,47 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _key(path) -> str:
+    return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    return {_key(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(tree) if hasattr(x, "shape")}
+
+
+def _first_difference(have: dict, want: dict) -> str | None:
+    for key in sorted(have.keys() | want.keys()):
+        if key not in have:
+            return f"parameter {key} is not in the checkpoint"
+        if key not in want:
+            return f"the checkpoint has parameter {key}, which the model does not"
+        if have[key] != want[key]:
+            return f"parameter {key} has shape {have[key]} in the checkpoint, {want[key]} in the model"
+    return None
+
+
+class _Shape:
+    """A shape standing in for an array, to dry-run a layout conversion without memory."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def reshape(self, shape):
+        return _Shape(shape)
+
+    @staticmethod
+    def stack(parts):  # as xp.stack
+        return _Shape((len(parts),) + parts[0].shape)
+
+
+def _converts_to(stored: dict, want: dict, stacked: set) -> bool:
+    """Whether the per-layer layout conversion turns the stored shapes into exactly `want`."""
+    if not layout.is_canonical(stored):
+        return False
+    out = layout.to_model({k: _Shape(v) for k, v in stored.items()}, want, stacked, xp=_Shape)
+    return {k: v.shape for k, v in out.items()} == want
 
 
 def resolve(path: str) -> tuple[str, int | None]:
@@ -96,9 +180,10 @@ def resolve(path: str) -> tuple[str, int | None]:
     return path, None
 
 
-def restore_workdir(workdir: str, mesh: jax.sharding.Mesh, step: int | None = None):
+def restore_workdir(workdir: str, mesh: jax.sharding.Mesh, step: int | None = None, *, params_only: bool = True):
     """A finished (or running) dermjax-train workdir -> (config, tokenizer, graphdef, state, step),
-    the state on `mesh` with the shardings of the rules table (latest step unless given)."""
+    the state on `mesh` with the shardings of the rules table (latest step unless given).
+    params_only (the default): the optimizer state is not read and stays abstract in `state`."""
     from dermjax.data.tokenizer import from_workdir
     from dermjax.train import state as state_lib
 
@@ -114,7 +199,7 @@ def restore_workdir(workdir: str, mesh: jax.sharding.Mesh, step: int | None = No
         if step is None:
             raise DermjaxError(f"{ckpt.directory}: no checkpoint to restore")
         graphdef, abstract, _ = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
-        state = ckpt.restore(step, abstract, model=f"the model of {cfg_path}")
+        state = ckpt.restore(step, abstract, model=f"the model of {cfg_path}", params_only=params_only)
     finally:
         ckpt.close()
     return cfg, tokenizer, graphdef, state, step

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +12,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from dermjax.train import losses, loop, sharding
+from dermjax.core import sharding
+from dermjax.train import losses, loop
 
 MAX_LOGIT_SCALE = float(np.log(100.0))
 
@@ -21,7 +21,7 @@ MAX_LOGIT_SCALE = float(np.log(100.0))
 def make_loss_fn(loss_kind: str, mesh, label_aware: bool = False):
     """Dense logits on one device; row-blocked under shard_map when the batch spans devices."""
     axes = sharding.LOGICAL_AXIS_RULES["batch"]
-    if math.prod(mesh.shape[a] for a in axes) == 1:
+    if sharding.data_parallel_size(mesh) == 1:
         return functools.partial(losses.dense_contrastive_loss, loss_kind, label_aware=label_aware)
     return functools.partial(losses.sharded_contrastive_loss, loss_kind, mesh=mesh, batch_axes=axes,
                              label_aware=label_aware)
@@ -46,7 +46,8 @@ def make_train_step(graphdef, loss_kind: str, state_shardings, batch_sharding, l
                    "temperature": jnp.exp(model.logit_scale[...])}
         return nnx.state((model, opt)), metrics
 
-    return jax.jit(step, donate_argnums=0, in_shardings=(state_shardings, batch_sharding),
+    return jax.jit(sharding.traced_on(batch_sharding.mesh, step), donate_argnums=0,
+                   in_shardings=(state_shardings, batch_sharding),
                    out_shardings=(state_shardings, None))
 
 

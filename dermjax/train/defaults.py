@@ -3,6 +3,16 @@ start from `base_config()` and change what they need, so a key is documented onc
 import ml_collections
 
 
+# The sizes a tower's `variant` fills in (vit.PRESETS / text.PRESETS).
+SIZE_KEYS = {"image": ("width", "depth", "heads", "mlp_dim", "patch"), "text": ("width", "depth", "heads", "mlp_dim")}
+
+
+def use_variant(c: ml_collections.ConfigDict, tower: str, variant: str, **keys) -> None:
+    """Sets model.<tower>.variant and clears the explicit sizes the quickstart defaults carry
+    (0 = "the variant's"), so `--config.model.<tower>.width=...` still overrides one of them."""
+    c.model[tower].update({**{k: 0 for k in SIZE_KEYS[tower]}, "variant": variant, **keys})
+
+
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
@@ -34,17 +44,25 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.name = "two_towers"
     c.model.dtype = "float32"  # "bfloat16" on accelerators (params stay float32)
     c.model.remat = False  # recompute block activations in the backward pass
+    # What a rematerialized block keeps: "full" (its input only) or "dots" (also the projection
+    # and MLP matmul outputs; attention scores and elementwise ops are recomputed).
+    c.model.remat_policy = "full"
+    # Run the stacked blocks with jax.lax.scan (compile time independent of depth; the
+    # accelerator configs' choice) or unrolled; the parameters and checkpoints are the same.
+    c.model.scan = False
     c.model.embed_dim = 128
+    c.model.init_logit_scale = 2.3  # log(1 / temperature) at the start
+    c.model.init_logit_bias = -10.0  # SigLIP's bias at the start (CLIP ignores it)
     # ViT: explicit sizes, or variant="B/16" (vit.PRESETS); pool "gap" | "cls" | "map"; options
     # for imported weights in vit.OPTIONS. init: a timm / open_clip / big_vision weights file
     # (.safetensors, .pth/.bin, .npz; init_format "auto" detects which); freeze: 0 learning rate
     # and no backward pass through the tower; proj_bias: a bias in the projection (SigLIP's head).
-    c.model.image = dict(size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512, pool="gap",
+    c.model.image = dict(variant="", size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512, pool="gap",
                          init="", init_format="auto", freeze=False, proj_bias=False)
     # Text: type "transformer" (explicit sizes, or variant="B": text.PRESETS) or "bert" (init: a
     # Hugging Face folder with config.json, weights and tokenizer.json/vocab.txt, whose WordPiece
     # tokenizer then replaces the shards' one; pool "cls" | "pooler" | "mean").
-    c.model.text = dict(type="transformer", max_len=48, width=128, depth=2, heads=4, mlp_dim=512,
+    c.model.text = dict(type="transformer", variant="", max_len=48, width=128, depth=2, heads=4, mlp_dim=512,
                         init="", pool="cls", freeze=False, proj_bias=False)
 
     # groups: ((regex over parameter paths, lr multiplier), ...); multiplier 0 freezes.
@@ -56,6 +74,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 2
     c.keep_every = 0  # also keep every K-th step forever (0: off)
     c.eval_every = 100  # zero-shot + retrieval on the validation split (0: off)
+    # Multi-process runs agree on a stop (SIGTERM, preemption) every this many steps: a host
+    # exchange that would otherwise stall every step.
+    c.stop_check_every = 10
 
     c.mesh = dict(data=-1, fsdp=1, tensor=1)  # -1: all remaining devices
 

@@ -30,7 +30,8 @@ from flax import nnx
 from dermjax.data import pipeline, shards
 from dermjax.errors import DermjaxError
 from dermjax.models.transformer import dense
-from dermjax.train import checkpoint, contrastive, loop, sharding
+from dermjax.core import sharding
+from dermjax.train import checkpoint, contrastive, loop
 
 EMBED_LOSSES = ("cosine", "l2")
 LOSS_TERMS = ("contrastive", "embed", "similarity", "classes", "pseudo")
@@ -163,7 +164,7 @@ def make_train_step(graphdef, cfg: ml_collections.ConfigDict, state_shardings, b
         return nnx.state((model, opt)), metrics
 
     bank_sharding = sharding.replicated(mesh)
-    return jax.jit(step, donate_argnums=0,
+    return jax.jit(sharding.traced_on(mesh, step), donate_argnums=0,
                    in_shardings=(state_shardings, teacher_shardings, bank_sharding, batch_sharding),
                    out_shardings=(state_shardings, None))
 
@@ -180,7 +181,7 @@ class Distill(loop.Task):
             raise DermjaxError(f"distill.embed_loss must be one of {', '.join(EMBED_LOSSES)}, got {d.embed_loss!r}")
         if unknown := sorted(set(d.weights) - set(LOSS_TERMS)):
             raise DermjaxError(f"distill.weights: unknown term(s) {', '.join(unknown)}; known: {', '.join(LOSS_TERMS)}")
-        n_proc, dp = jax.process_count(), mesh.shape["data"] * mesh.shape["fsdp"]
+        n_proc, dp = jax.process_count(), sharding.data_parallel_size(mesh)
         self.unpaired_batch = int(round(cfg.data.batch_size * float(d.unpaired_ratio)))
         self.paired_batch = cfg.data.batch_size - self.unpaired_batch
         for what, n in (("paired", self.paired_batch), ("unpaired", self.unpaired_batch)):

@@ -11,17 +11,9 @@ import optax
 from flax import nnx
 
 from dermjax.models import two_towers
-from dermjax.train import sharding, towers
-
-
-def param_path(path) -> str:
-    """"image/encoder/blocks/0/attn/qkv/kernel" for a pytree key path (what group regexes match)."""
-    parts = []
-    for k in path:
-        part = getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))
-        if part != "value":
-            parts.append(str(part))
-    return "/".join(parts)
+from dermjax.core import sharding
+from dermjax.core.paths import param_path
+from dermjax.train import towers
 
 
 def group_labels(params, groups) -> object:

@@ -23,7 +23,7 @@ from flax import nnx
 from dermjax.data import shards
 from dermjax.errors import DermjaxError
 from dermjax.io import atomic_path
-from dermjax.train import sharding
+from dermjax.core import sharding
 
 
 class TextFeatureCache:
@@ -47,9 +47,10 @@ class TextFeatureCache:
         return batch
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _tower(model_graph, model_state, tokens):
-    return nnx.merge(model_graph, model_state).text(tokens)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _tower(model_graph, mesh, model_state, tokens):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # activations follow the rules table
+        return nnx.merge(model_graph, model_state).text(tokens)
 
 
 def training_texts(shard_dir: str, note_styles: tuple[str, ...] = ()) -> list[str]:
@@ -76,7 +77,7 @@ def tower_features(model_graph, model_state, tokens: np.ndarray, mesh, batch_siz
         chunk = np.concatenate([chunk, np.zeros((pad, width), chunk.dtype)]) if pad else chunk
         # Every process holds all notes: each places its own shards, then gathers the result.
         x = jax.make_array_from_callback(chunk.shape, place, lambda ix, c=chunk: c[ix])
-        feats = sharding.to_host(_tower(model_graph, model_state, x)).astype(np.float32)[: batch - pad]
+        feats = sharding.to_host(_tower(model_graph, mesh, model_state, x)).astype(np.float32)[: batch - pad]
         if not out.shape[1]:
             out = np.zeros((len(tokens), feats.shape[1]), np.float32)
         out[idx] = feats

@@ -12,7 +12,7 @@ import ml_collections
 
 from dermjax.models import bert, pretrained
 
-# Parameter-path regexes (dermjax.train.state.param_path) of each tower.
+# Parameter-path regexes (dermjax.core.paths.param_path) of each tower.
 TOWER_REGEX = {"image": r"^image/", "text": r"^text/"}
 
 

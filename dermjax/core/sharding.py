@@ -1,7 +1,11 @@
 """Device mesh and the one table that says how every logical axis is laid out on it.
 
 Mesh axes: "data" (pure data parallelism), "fsdp" (data parallelism with parameters and
-optimizer state sharded along "embed"), "tensor" (tensor parallelism over heads/mlp/vocab).
+optimizer state sharded along "embed"), "tensor" (tensor parallelism over heads and mlp).
+
+Parameters carry logical names from their creation (`nnx.with_partitioning`); activations are
+pinned to the same table inside the model with `constrain`. Both read LOGICAL_AXIS_RULES, so
+changing a layout is a one-line edit here.
 """
 from __future__ import annotations
 
@@ -17,11 +21,19 @@ MESH_AXES = ("data", "fsdp", "tensor")
 
 # logical axis -> mesh axis (or tuple of mesh axes, or None = replicated).
 LOGICAL_AXIS_RULES = {
+    # parameters
+    "embed": "fsdp",  # the model width: FSDP shards every weight along it
+    "mlp": "tensor",  # MLP hidden units (also the activations between the two MLP matmuls)
+    "heads": "tensor",  # attention heads (q/k/v kernels, their activations, the output kernel)
+    "head_dim": None,
+    "layers": None,  # the stacked-layer axis that scan runs over
+    # The token table stays whole along the tensor axis: a lookup into a vocab-sharded table
+    # makes XLA gather the table, and a one-hot matmul costs B x L x V x D FLOPs.
+    "vocab": None,
+    # activations
     "batch": ("data", "fsdp"),
-    "embed": "fsdp",
-    "mlp": "tensor",
-    "heads": "tensor",
-    "vocab": "tensor",
+    "seq": None,
+    "act_embed": None,  # the residual stream is replicated over "tensor" (Megatron layout)
 }
 
 
@@ -54,6 +66,32 @@ def logical_to_mesh(spec: P | tuple, rules: dict = LOGICAL_AXIS_RULES) -> P:
     return P(*(rules.get(name) if name is not None else None for name in spec))
 
 
+def data_parallel_size(mesh) -> int:
+    """How many ways the batch is split: the product of the mesh axes "batch" maps to."""
+    axes = LOGICAL_AXIS_RULES["batch"]
+    axes = (axes,) if isinstance(axes, str) else axes
+    return math.prod(mesh.shape[a] for a in axes)
+
+
+def constrain(x, logical_axes: tuple):
+    """Pins an activation's layout to the rules table while a mesh is set (jax.set_mesh /
+    use_abstract_mesh, as the jitted train and eval steps do); a no-op without one, so models
+    run unchanged outside them."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or set(mesh.axis_names) != set(MESH_AXES):
+        return x
+    return jax.lax.with_sharding_constraint(x, logical_to_mesh(logical_axes))
+
+
+def traced_on(mesh, fn):
+    """fn, traced with `mesh` as the abstract mesh so that `constrain` applies inside it."""
+    def wrapped(*args, **kwargs):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def state_shardings(abstract_state, mesh: jax.sharding.Mesh):
     """NamedShardings for an nnx.State whose Variables carry logical `out_sharding` names."""
     def one(v):
@@ -66,7 +104,7 @@ def state_shardings(abstract_state, mesh: jax.sharding.Mesh):
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P(LOGICAL_AXIS_RULES["batch"]))
+    return NamedSharding(mesh, logical_to_mesh(("batch",)))
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -1,0 +1,1 @@
+"""Ahead-of-time compiles for accelerator targets on a CPU host (dermjax-compile)."""

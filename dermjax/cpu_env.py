@@ -10,10 +10,14 @@ the benchmark measured:
 - `--xla_force_host_platform_device_count=N`: the host's cores as N XLA devices; the trainer's
   data-parallel mesh then keeps every core busy on its own share of the batch (many of XLA's
   CPU ops run on one thread). It changes only the CPU platform, never GPUs or TPUs.
+- `JAX_PLATFORMS=cpu`, only on a host with no accelerator device file (/dev/accel*, /dev/vfio,
+  /dev/nvidia*) and when unset: the compile-only TPU and CUDA backends dermjax-compile uses
+  (libtpu, the CUDA plugin) would otherwise probe for devices at every start and print errors.
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import shlex
 
@@ -22,9 +26,15 @@ def xla_flags(devices: int) -> list[str]:
     return [f"--xla_force_host_platform_device_count={devices}"] if devices > 1 else []
 
 
+def accelerator_present() -> bool:
+    return any(glob.glob(p) for p in ("/dev/accel*", "/dev/vfio/[0-9]*", "/dev/nvidia[0-9]*"))
+
+
 def environment(devices: int = 1, base: dict | None = None) -> dict:
     """`base` (default os.environ) with the CPU settings added; flags already in XLA_FLAGS stay."""
     env = dict(os.environ if base is None else base)
+    if "JAX_PLATFORMS" not in env and not accelerator_present():
+        env["JAX_PLATFORMS"] = "cpu"
     env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
     keep = [f for f in env.get("XLA_FLAGS", "").split()
             if not f.startswith("--xla_force_host_platform_device_count=")]
@@ -65,8 +75,9 @@ def main():
     ap = argparse.ArgumentParser(description="print `export` lines for CPU training")
     ap.add_argument("--devices", type=int, default=1, help="CPU XLA devices to expose")
     a = ap.parse_args()
-    env = environment(a.devices, base={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")})
-    for k in ("GLIBC_TUNABLES", "XLA_FLAGS"):
+    base = {k: os.environ[k] for k in ("XLA_FLAGS", "JAX_PLATFORMS") if k in os.environ}
+    env = environment(a.devices, base=base)
+    for k in ("GLIBC_TUNABLES", "XLA_FLAGS", "JAX_PLATFORMS"):
         print(f"export {k}={shlex.quote(env[k])}" if k in env else f"unset {k}")
 
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Creates .venv and installs dermjax with the pinned, tested dependency set (constraints.txt),
 # including the test-only `reference` extra (CPU torch 2.13.0, timm, open_clip, transformers).
-# DERMJAX_ACCELERATOR=tpu|cuda12 adds jax's accelerator plugin (jax[tpu], jax[cuda12]) at the
-# pinned jax version. Reruns are quick: it reinstalls only when the packaging files, the C
+# On a host without accelerators it adds the compile-only backends dermjax-compile uses
+# (extras tpu-compile: libtpu; gpu-compile: the CUDA plugin without CUDA libraries);
+# DERMJAX_ACCELERATOR=tpu|cuda12 instead adds jax's real accelerator plugin (jax[tpu],
+# jax[cuda12]) at the pinned jax version. Reruns are quick: it reinstalls only when the packaging files, the C
 # extension or the accelerator changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +19,10 @@ fi
 echo "== installing dermjax into .venv (pinned by constraints.txt${ACCEL:+, jax[$ACCEL]}) =="
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q -U pip
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference]"
 if [[ -n $ACCEL ]]; then
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference]"
   .venv/bin/python -m pip install -q -c constraints.txt "jax[$ACCEL]"
+else
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference,tpu-compile,gpu-compile]"
 fi
 echo "$want" > "$stamp"

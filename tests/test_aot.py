@@ -54,7 +54,8 @@ def test_reduced_accelerator_config_compiles_for_4_chips(name, tmp_path):
     for axis in axes:
         kinds = {k for k, v in train["collectives"].items() if any(axis in a for a in v["bytes_by_mesh_axes"])}
         assert kinds, f"no collective along {axis}"
-    assert "all-gather" in train["collectives"] and train["fsdp_minimum_collective_bytes"]["all-gather"] > 0
+    f = train["fsdp_collectives"]
+    assert f["minimum_bytes"]["gather"] > 0 and 0.5 < f["volume_ratio"] < 3
     rf = train["roofline"]
     assert rf["step_time_lower_bound_s"] == max(rf["compute_s"], rf["hbm_s"], rf["ici_s"])
     assert 0 < rf["mfu_upper_bound"] <= 1.0
@@ -111,7 +112,7 @@ def test_scanned_loops_are_counted_per_iteration():
         c = p.fn.lower(*p.args).compile()
         out[scan] = (hlo.analyze(c.as_text(), dict(p.mesh.shape)), c.cost_analysis()["flops"])
     (loop, xla_loop), (scan, xla_scan) = out[False], out[True]
-    assert abs(loop.flops / xla_loop - 1) < 0.05  # XLA also counts elementwise ops
+    assert 0.9 < loop.flops / xla_loop <= 1.0  # XLA also counts elementwise ops; matmuls are the rest
     assert scan.flops == pytest.approx(loop.flops, rel=1e-6)
     assert xla_scan < 0.6 * scan.flops  # what the loop-blind count would have reported
     assert not scan.unknown_trip_counts
@@ -124,3 +125,59 @@ def test_convolution_flops_count_only_real_taps():
     attrs = ", window={size=4 stride=3 lhs_dilate=4}, dim_labels=0bf_0io->0bf"
     assert hlo._conv_flops(attrs, (4, 2, 8), (4, 8, 16), (4, 2, 16)) == 2 * 4 * 2 * 8 * 16
     assert hlo._conv_flops(", dim_labels=bf_io->bf", (32, 64), (64, 128), (32, 128)) == 2 * 32 * 64 * 128
+
+
+SYNTHETIC_LOOP = """
+%cond (p: (s32[], u32[], f32[4,8])) -> pred[] {
+  %p = (s32[], u32[], f32[4,8]{1,0}) parameter(0)
+  %c = u32[] constant(8)
+  %g = u32[] get-tuple-element(%p), index=1
+  ROOT %lt = pred[] compare(%g, %c), direction=LT
+}
+
+%body (p: (s32[], u32[], f32[4,8])) -> (s32[], u32[], f32[4,8]) {
+  %p = (s32[], u32[], f32[4,8]{1,0}) parameter(0)
+  %g1 = u32[] get-tuple-element(%p), index=1
+  %two = u32[] constant(2)
+  %n = u32[] add(%g1, %two)
+  %g0 = s32[] get-tuple-element(%p), index=0
+  %x = f32[4,8]{1,0} get-tuple-element(%p), index=2
+  %w = f32[8,8]{1,0} constant({...})
+  %d = f32[4,8]{1,0} dot(%x, %w), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  ROOT %t = (s32[], u32[], f32[4,8]{1,0}) tuple(%g0, %n, %d)
+}
+
+ENTRY %main (a: f32[4,8]) -> f32[4,8] {
+  %a = f32[4,8]{1,0} parameter(0)
+  %z = s32[] constant(5)
+  %zero = u32[] constant(0)
+  %init = (s32[], u32[], f32[4,8]{1,0}) tuple(%z, %zero, %a)
+  %loop = (s32[], u32[], f32[4,8]{1,0}) while(%init), condition=%cond, body=%body
+  ROOT %r = f32[4,8]{1,0} get-tuple-element(%loop), index=2
+}
+"""
+
+
+def test_loop_trip_count_follows_the_counter_wherever_it_sits():
+    """A windowed-einsum-like loop: the counter is tuple element 1 and steps by 2 up to 8 (4 trips)."""
+    a = hlo.analyze(SYNTHETIC_LOOP, {"data": 1, "fsdp": 1, "tensor": 1})
+    assert not a.unknown_trip_counts
+    assert a.flops == 4 * 2 * 4 * 8 * 8
+
+
+def test_gpu_target_compiles_without_a_gpu(tmp_path):
+    """The CUDA plugin (the gpu-compile extra, no CUDA libraries) compiles for an H100 target
+    described by a target config; XLA's cost analysis is unavailable there, dermjax's HLO
+    accounting is not, and a program larger than the GPU's memory is refused here."""
+    pytest.importorskip("jax_plugins.xla_cuda12", reason="the gpu-compile extra is not installed")
+    r, rep = _compile(["--config=configs/siglip_vit_b16.py:reduced", "--topology=h100:1x1x4", "--programs=train"],
+                      tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    train = rep["programs"]["train_step"]
+    assert rep["chip"]["name"].startswith("NVIDIA H100") and train["xla_cost_analysis"] == {}
+    assert 1.0 <= train["flops_per_device"] / train["model_flops_per_device"] < 1.5
+    f = train["fsdp_collectives"]
+    assert 0.5 < f["volume_ratio"] < 3, f
+    r, _ = _compile(["--config=configs/siglip_vit_b16.py:reduced", "--topology=h100:1x1x4", "--programs=train",
+                     "--config.data.batch_size=1048576", "--config.model.remat=False"], tmp_path, "big.json")
+    assert r.returncode == 2 and "does not fit on h100:1x1x4" in r.stderr and "Traceback" not in r.stderr

@@ -19,7 +19,8 @@ DTYPE_BYTES = {"pred": 1, "s4": 0.5, "u4": 0.5, "s8": 1, "u8": 1, "s16": 2, "u16
                "f8e4m3fn": 1, "f8e5m2": 1, "f8e4m3b11fnuz": 1, "f8e4m3fnuz": 1, "f8e5m2fnuz": 1, "token": 0}
 COLLECTIVES = {"all-gather": "all-gather", "all-gather-start": "all-gather",
                "all-reduce": "all-reduce", "all-reduce-start": "all-reduce",
-               "reduce-scatter": "reduce-scatter", "all-to-all": "all-to-all",
+               "reduce-scatter": "reduce-scatter", "reduce-scatter-start": "reduce-scatter",
+               "all-to-all": "all-to-all", "all-to-all-start": "all-to-all",
                "collective-permute": "collective-permute", "collective-permute-start": "collective-permute"}
 # Instructions that move no data through HBM of their own.
 _NO_TRAFFIC = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "while", "conditional",
@@ -130,8 +131,7 @@ def multiplicities(comps: dict[str, Computation], entry: str) -> tuple[dict[str,
             trips = 1.0
             if ins.opcode == "while":
                 m = _TRIP.search(ins.attrs)
-                cond = re.search(r"condition=%?([\w.\-]+)", ins.attrs)
-                n = float(m.group(1)) if m else _counted_loop(comps.get(cond.group(1)) if cond else None)
+                n = float(m.group(1)) if m else _counted_loop(comps, comp, ins)
                 trips = n if n is not None else 1.0
                 if n is None:
                     unknown.append(f"{comp.name}/{ins.name}")
@@ -165,22 +165,43 @@ def multiplicities(comps: dict[str, Computation], entry: str) -> tuple[dict[str,
     return mult, fused, unknown
 
 
-def _counted_loop(cond: Computation | None) -> float | None:
-    """The trip count of a while loop whose condition is `counter < constant` (what
-    jax.lax.scan and fori_loop emit, counting from 0 by 1): the TPU compiler does not always
+def _constant(comp: Computation, name: str) -> float | None:
+    ins = next((i for i in comp.instrs if i.name == name), None)
+    m = re.match(r"constant\((-?\d+)\)", ins.raw) if ins is not None and ins.opcode == "constant" else None
+    return float(m.group(1)) if m else None
+
+
+def _counted_loop(comps: dict[str, Computation], caller: Computation, loop: Instr) -> float | None:
+    """The trip count of a while loop `for (i = init; i < limit; i += step)`, read from its
+    condition (`tuple[k] < constant`), its body (`tuple[k] + constant` in the root tuple) and its
+    initial tuple: what jax.lax.scan and fori_loop emit, and XLA's windowed-einsum loops (whose
+    counter may sit anywhere in the tuple and step by 2). The TPU compiler does not always
     annotate known_trip_count."""
+    cond = re.search(r"condition=%?([\w.\-]+)", loop.attrs)
+    body = re.search(r"body=%?([\w.\-]+)", loop.attrs)
+    cond, body = comps.get(cond.group(1)) if cond else None, comps.get(body.group(1)) if body else None
     if cond is None or not cond.instrs:
         return None
     root = cond.instrs[-1]
-    if root.opcode != "compare" or "direction=LT" not in root.attrs:
+    if root.opcode != "compare" or "direction=LT" not in root.attrs or len(root.operands) < 2:
         return None
-    consts = {i.name: i for i in cond.instrs if i.opcode == "constant"}
-    for operand in root.operands[1:]:
-        c = consts.get(operand)
-        m = re.match(r"constant\((-?\d+)\)", c.raw) if c else None
-        if m:
-            return float(m.group(1))
-    return None
+    limit = _constant(cond, root.operands[1])
+    counter = next((i for i in cond.instrs if i.name == root.operands[0]), None)
+    m = re.search(r"index=(\d+)", counter.attrs) if counter is not None and counter.opcode == "get-tuple-element" else None
+    if limit is None or m is None:
+        return None
+    k = int(m.group(1))
+    step, init = 1.0, 0.0
+    if body is not None and body.instrs and body.instrs[-1].opcode == "tuple" and len(body.instrs[-1].operands) > k:
+        nxt = next((i for i in body.instrs if i.name == body.instrs[-1].operands[k]), None)
+        if nxt is not None and nxt.opcode == "add":
+            consts = [c for c in (_constant(body, o) for o in nxt.operands) if c is not None]
+            step = consts[0] if consts else step
+    start = next((i for i in caller.instrs if loop.operands and i.name == loop.operands[0]), None)
+    if start is not None and start.opcode == "tuple" and len(start.operands) > k:
+        c = _constant(caller, start.operands[k])
+        init = c if c is not None else init
+    return max(0.0, math.ceil((limit - init) / step)) if step > 0 else None
 
 
 def _replica_groups(attrs: str, num_devices: int) -> list[list[int]] | None:
@@ -251,7 +272,8 @@ class Analysis:
             k["bytes"] += c.bytes * c.count
             n = max(c.group_size, 1)
             # What each device sends over its links in a ring implementation.
-            factor = 2 * (n - 1) / n if c.kind == "all-reduce" else (n - 1) / n if c.kind != "collective-permute" else 1.0
+            factor = (2 * (n - 1) / n if c.kind in ("all-reduce", "all-gather-as-all-reduce")
+                      else 1.0 if c.kind == "collective-permute" else (n - 1) / n)
             k["ring_bytes"] += c.bytes * c.count * factor
         return out
 
@@ -359,6 +381,27 @@ def _traffic(ins: Instr, comp: Computation, comps: dict[str, Computation]) -> fl
     return out + sum(sizes)
 
 
+def _produced_by_update(name: str, comp: Computation, comps: dict[str, Computation]) -> bool:
+    """Whether a value is a dynamic-update-slice (a shard written into a buffer), seen through
+    converts, bitcasts, copies and fusions whose root is one."""
+    by_name = {i.name: i for i in comp.instrs}
+    ins = by_name.get(name)
+    while ins is not None and ins.opcode in ("convert", "bitcast", "copy", "copy-done") and ins.operands:
+        ins = by_name.get(ins.operands[0])
+    if ins is None:
+        return False
+    if ins.opcode == "dynamic-update-slice":
+        return True
+    m = re.search(r"calls=%?([\w.\-]+)", ins.attrs) if ins.opcode == "fusion" else None
+    body = comps.get(m.group(1)) if m else None
+    return bool(body and body.instrs) and _produced_by_update(body.instrs[-1].name, body, comps)
+
+
+def _gathers(ins: Instr, comp: Computation, comps: dict[str, Computation]) -> bool:
+    """An all-reduce that sums shards each device wrote into a zero buffer: an all-gather."""
+    return bool(ins.operands) and all(_produced_by_update(o, comp, comps) for o in ins.operands)
+
+
 def analyze(hlo: str, mesh_shape: dict[str, int]) -> Analysis:
     comps, entry = parse(hlo)
     mult, fused, unknown = multiplicities(comps, entry)
@@ -377,10 +420,13 @@ def analyze(hlo: str, mesh_shape: dict[str, int]) -> Analysis:
             kind = COLLECTIVES.get(ins.opcode)
             if kind is None:
                 continue
-            # TPU spells some reduce-scatters as an all-reduce inside a fusion of that name.
+            # TPU spells some reduce-scatters as an all-reduce inside a fusion of that name, and
+            # some all-gathers as an all-reduce of shards written into zeros.
             if kind == "all-reduce" and "reduce-scatter" in comp.name:
                 kind = "reduce-scatter"
-            if kind == "reduce-scatter" and ins.opcode == "reduce-scatter":
+            elif kind == "all-reduce" and _gathers(ins, comp, comps):
+                kind = "all-gather-as-all-reduce"
+            if kind == "reduce-scatter" and ins.opcode in ("reduce-scatter", "reduce-scatter-start"):
                 size = sum(nbytes(comp.shapes.get(o, "")) for o in ins.operands)  # the input is reduced
             elif ins.opcode.endswith("-start") and ins.type.startswith("(") and kind == "all-gather":
                 size = nbytes(_split_tuple(ins.type)[-1])  # (operand, result)

@@ -48,7 +48,7 @@ def _batch(mesh, rows: int, cfg, image_rows: int | None = None, unpaired: int = 
 
 def _param_stats(state, mesh) -> dict:
     """Parameter count and bytes of a model state; the bytes FSDP shards (and so must gather)."""
-    count = nbytes = sharded = 0
+    count = nbytes = sharded = sharded_count = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(state, is_leaf=lambda x: isinstance(x, nnx.Variable)):
         if not isinstance(leaf, nnx.Param):
             continue
@@ -56,9 +56,10 @@ def _param_stats(state, mesh) -> dict:
         n, b = int(v.size), int(v.size) * jnp.dtype(v.dtype).itemsize
         count, nbytes = count + n, nbytes + b
         names = leaf.get_metadata().get("out_sharding") or ()
-        if "fsdp" in str(sharding.logical_to_mesh(names)) and mesh.shape["fsdp"] > 1:
-            sharded += b
-    return {"count": count, "bytes": nbytes, "fsdp_sharded_bytes": sharded}
+        # A token table is looked up where it lies (the rows found are gathered, not the table).
+        if "fsdp" in str(sharding.logical_to_mesh(names)) and mesh.shape["fsdp"] > 1 and "vocab" not in names:
+            sharded, sharded_count = sharded + b, sharded_count + n
+    return {"count": count, "bytes": nbytes, "fsdp_sharded_bytes": sharded, "fsdp_sharded_count": sharded_count}
 
 
 def _abstract(cfg, vocab_size: int, mesh):

@@ -45,7 +45,7 @@ def model_flops_per_example(cfg) -> float:
     return 3.0 * (image + text + proj)
 
 
-def compile_program(p: Program, target: chips.Target, available: float) -> dict:
+def compile_program(p: Program, target: chips.Target, available: float, hlo_dir: str | None = None) -> dict:
     t0 = time.perf_counter()
     lowered = p.fn.lower(*p.args)
     try:
@@ -62,6 +62,12 @@ def compile_program(p: Program, target: chips.Target, available: float) -> dict:
         # The GPU compiler does not refuse a program that does not fit; say it here.
         raise DoesNotFit(p.name, total, available)
     text = compiled.as_text()
+    if hlo_dir:
+        import os
+
+        from dermjax.io import write_bytes
+
+        write_bytes(os.path.join(hlo_dir, f"{p.name}.hlo.txt"), text.encode())
     a = hlo.analyze(text, dict(p.mesh.shape))
     xla = compiled.cost_analysis() or {}
     kinds = a.by_kind()
@@ -93,11 +99,16 @@ def roofline(r: dict, chip: chips.Chip, useful_flops: float | None, examples: in
     step cannot be faster even with perfect overlap), and MFU cannot exceed useful FLOPs over
     what the chip could do in that time."""
     compute = r["flops_per_device"] / (chip.bf16_tflops * 1e12)
-    memory = r["hbm_bytes_per_device_estimate"] / (chip.hbm_gbps * 1e9)
+    # Every argument (parameters, optimizer state, batch) is read and every output written at
+    # least once: a floor on HBM traffic that holds however XLA schedules the step. The HLO
+    # estimate (operands and results of every top-level op) is kept beside it, not bounded on.
+    m = r["memory_per_device"]
+    memory = (m["arguments"] + m["outputs"]) / (chip.hbm_gbps * 1e9)
     ici = sum(v["ring_bytes"] for v in r["collectives"].values()) / (chip.ici_gbps * 1e9)
     times = {"compute_s": compute, "hbm_s": memory, "ici_s": ici}
     bound = max(times.values())
     out = {**{k: round(v, 6) for k, v in times.items()}, "step_time_lower_bound_s": round(bound, 6),
+           "hbm_estimate_s": round(r["hbm_bytes_per_device_estimate"] / (chip.hbm_gbps * 1e9), 6),
            "bound_by": max(times, key=times.get).removesuffix("_s"),
            "ici_over_compute": round(ici / compute, 3) if compute else None}
     if useful_flops and bound:
@@ -107,15 +118,37 @@ def roofline(r: dict, chip: chips.Chip, useful_flops: float | None, examples: in
     return out
 
 
-def fsdp_minimum(params: dict, remat: bool) -> dict:
-    """The collective volume FSDP cannot avoid, per device and step (full-array bytes, the
-    convention of `Collective.bytes`): the sharded parameters gathered for the forward and
-    again for the backward pass (ZeRO-3; a rematerialized forward reuses the backward's gather
-    at best, so the minimum stays two), and their gradients reduce-scattered once."""
-    b = params["fsdp_sharded_bytes"]
-    return {"all-gather": 2.0 * b, "reduce-scatter": 1.0 * b, "parameter_bytes_sharded": b,
-            "assumes": "parameters gathered in their stored dtype (f32) twice per step; gradients "
-                       "reduce-scattered once in f32"}
+GATHERS = ("all-gather", "all-gather-as-all-reduce", "collective-permute")  # windowed einsums pass shards
+REDUCTIONS = ("reduce-scatter", "all-reduce")
+
+
+def fsdp_comparison(r: dict, params: dict, compute_bytes: int) -> dict:
+    """The collective volume FSDP cannot avoid, per device and step, next to what the compiled
+    step moves over the "fsdp" axis (full-array bytes, the convention of `Collective.bytes`).
+
+    Minimum: the sharded parameters gathered in the compute dtype for the forward pass and again
+    for the backward pass (ZeRO-3; a rematerialized forward shares the backward's gather), and
+    their gradients, which the backward pass produces in the compute dtype, reduced once.
+    The ring-traffic ratio weighs each kind by what a ring moves (an all-reduce twice an
+    all-gather), so it shows the cost of spelling a gather or a reduce-scatter as an all-reduce."""
+    n = params["fsdp_sharded_count"]
+    minimum = {"gather": 2.0 * n * compute_bytes, "reduce": 1.0 * n * compute_bytes}
+    measured = {"gather": 0.0, "reduce": 0.0}
+    ring = 0.0
+    for kind, v in r["collectives"].items():
+        side = "gather" if kind in GATHERS else "reduce" if kind in REDUCTIONS else None
+        if side is None:
+            continue
+        along = sum(b for axes, b in v["bytes_by_mesh_axes"].items()
+                    if "fsdp" in axes.split("+") or (kind == "collective-permute" and axes == "none"))
+        measured[side] += along
+        ring += v["ring_bytes"] * (along / v["bytes"] if v["bytes"] else 0.0)
+    total_min = sum(minimum.values())
+    ring_min = minimum["gather"] * 1.0 + minimum["reduce"] * 1.0  # all-gather + reduce-scatter on a ring
+    return {"minimum_bytes": minimum, "measured_bytes": measured, "sharded_parameters": n,
+            "compute_dtype_bytes": compute_bytes,
+            "volume_ratio": round(sum(measured.values()) / total_min, 3) if total_min else None,
+            "ring_traffic_ratio": round(ring / ring_min, 3) if ring_min else None}
 
 
 def suggestions(cfg, mesh_shape: dict, needed: float, available: float) -> list[str]:

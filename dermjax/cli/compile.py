@@ -32,6 +32,7 @@ _TRAINER = flags.DEFINE_enum("trainer", None, ["contrastive", "distill"], "overr
 _PROGRAMS = flags.DEFINE_list("programs", ["train", "eval"], "what to compile: train, eval")
 _VOCAB = flags.DEFINE_integer("vocab_size", 32000, "tokenizer size when config.data.tokenizer names no file here")
 _OUT = flags.DEFINE_string("out", None, "write the report here as JSON")
+_HLO_DIR = flags.DEFINE_string("hlo_dir", None, "also write each program's optimized HLO text here")
 _BUDGET = flags.DEFINE_float("budget", 0.9, "warn above this fraction of the device memory XLA makes available")
 
 
@@ -76,7 +77,7 @@ def _run(argv):
     for p in todo:
         print(f"compiling {p.name} on mesh {dict(p.mesh.shape)} ...", flush=True)
         try:
-            r = report.compile_program(p, target, available)
+            r = report.compile_program(p, target, available, hlo_dir=_HLO_DIR.value)
         except report.DoesNotFit as e:
             fixes = report.suggestions(cfg, dict(p.mesh.shape), e.needed, e.available) if p.name == "train_step" else []
             print(f"error: {out['config']} does not fit on {target.topology}: {p.name} needs {_gib(e.needed)} per device, "
@@ -90,7 +91,8 @@ def _run(argv):
             r["model_flops_per_device"] = useful
             r["parameters"] = p.params
             if p.mesh.shape["fsdp"] > 1:
-                r["fsdp_minimum_collective_bytes"] = report.fsdp_minimum(p.params, bool(cfg.model.get("remat")))
+                compute_bytes = 2 if str(cfg.model.get("dtype", "float32")) == "bfloat16" else 4
+                r["fsdp_collectives"] = report.fsdp_comparison(r, p.params, compute_bytes)
             r["roofline"] = report.roofline(r, target.chip, useful, examples)
         else:
             r["parameters"] = p.params
@@ -128,6 +130,11 @@ def _print(name: str, r: dict, budget: float) -> None:
     if "mfu_upper_bound" in rf:
         line += f"; MFU at most {rf['mfu_upper_bound']:.0%} (an upper bound, not a prediction)"
     print(line)
+    if "fsdp_collectives" in r:
+        f = r["fsdp_collectives"]
+        print(f"  {name}: over fsdp {_gib(sum(f['measured_bytes'].values()))} per step against the "
+              f"{_gib(sum(f['minimum_bytes'].values()))} FSDP needs ({f['volume_ratio']:.2f}x; ring traffic "
+              f"{f['ring_traffic_ratio']:.2f}x)")
 
 
 def main():

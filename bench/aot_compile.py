@@ -25,17 +25,28 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "results", "aot")
 sys.path.insert(0, ROOT)
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile-only backends; no device search
 
-# (config, topology, extra overrides): what the acceptance names, one JSON each.
+# (config, topology, extra overrides): what the acceptance names, one JSON each; a variant with
+# overrides is written as <config>__<topology>__<variant>.json.
 TARGETS = [
     ("siglip_vit_b16", "v5e:8x8", ()),
     ("siglip_vit_b16", "v4:2x2x4", ()),
     ("clip_vit_l14", "v4:4x4x4", ()),
     ("siglip_so400m14_384", "v5p:4x4x8", ()),
+    # What tensor parallelism changes: the same slices with FSDP alone.
+    ("clip_vit_l14", "v4:4x4x4", ("--config.mesh.tensor=1",), "fsdp-only"),
+    ("siglip_so400m14_384", "v5p:4x4x8", ("--config.mesh.tensor=1",), "fsdp-only"),
 ]
+
+
+def result_name(target) -> str:
+    config, topology = target[0], target[1]
+    return f"{config}__{topology.replace(':', '-')}" + (f"__{target[3]}" if len(target) > 3 else "") + ".json"
 # The scan study: SigLIP B/16 on v5e-64, image and text depth 12 or 24, scan on or off.
 STUDY = [(depth, scan) for depth in (12, 24) for scan in (True, False)]
-SOURCES = ("dermjax/models", "dermjax/train", "dermjax/aot", "dermjax/core", "dermjax/eval/evaluate.py")
+SOURCES = ("dermjax/models", "dermjax/train", "dermjax/aot", "dermjax/core", "dermjax/eval/evaluate.py",
+           "dermjax/cli/compile.py")
 
 
 def fingerprint(config: str, overrides: tuple) -> str:
@@ -85,16 +96,43 @@ def compile_one(config: str, topology: str, overrides: tuple, out: str, force: b
     return rep
 
 
+def table() -> str:
+    """The README's accelerator table, from the result files (so no figure is typed by hand)."""
+    rows = ["| config | topology | mesh | memory per chip (of available) | TFLOP per chip per step | "
+            "step-time lower bound (bound by) | ICI time / compute time | MFU upper bound | FSDP volume vs minimum | compile |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for target in TARGETS:
+        config, topology = target[0], target[1]
+        path = os.path.join(OUT, result_name(target))
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            rep = json.load(f)
+        t = rep["programs"]["train_step"]
+        m, rf = t["memory_per_device"], t["roofline"]
+        mesh = " x ".join(f"{k} {v}" for k, v in rep["mesh"].items() if v > 1) if "mesh" in rep else ""
+        fsdp = t.get("fsdp_collectives", {})
+        rows.append(f"| {config}{' (' + target[3] + ')' if len(target) > 3 else ''} (batch {rep['batch_size']}) | {topology} ({rep['devices']} chips) | {mesh} | "
+                    f"{m['total'] / 2 ** 30:.2f} GiB ({m['fraction_of_available']:.0%}) | "
+                    f"{t['flops_per_device'] / 1e12:.1f} | {rf['step_time_lower_bound_s'] * 1e3:.0f} ms ({rf['bound_by']}) | "
+                    f"{rf['ici_s'] * 1e3:.0f} / {rf['compute_s'] * 1e3:.0f} ms | "
+                    f"{rf['mfu_upper_bound']:.0%} | {fsdp.get('volume_ratio', '-'):.2f}x | {t['compile_seconds']:.0f} s |")
+    return "\n".join(rows)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("configs", "scan"), default=None)
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--table", action="store_true", help="print the README table from the results and exit")
     a = ap.parse_args()
+    if a.table:
+        print(table())
+        return
     os.makedirs(OUT, exist_ok=True)
     if a.only in (None, "configs"):
-        for config, topology, overrides in TARGETS:
-            name = f"{config}__{topology.replace(':', '-')}.json"
-            compile_one(config, topology, overrides, os.path.join(OUT, name), a.force)
+        for target in TARGETS:
+            compile_one(target[0], target[1], target[2], os.path.join(OUT, result_name(target)), a.force)
     if a.only in (None, "scan"):
         rows = []
         for depth, scan in STUDY:

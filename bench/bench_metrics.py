@@ -153,6 +153,9 @@ def main():
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    from dermjax.cpu_env import machine
+
+    result["machine"] = machine()  # the CPU and its vector ISA: ratios differ between CPUs
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 

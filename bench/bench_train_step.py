@@ -89,8 +89,10 @@ def main():
         r["ratio_vs_first"] = r["examples_per_s"] / base
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "train_step.json"), "w") as f:
+        from dermjax.cpu_env import machine
+
         json.dump({"config": os.path.relpath(a.config, os.path.join(HERE, "..")), "overrides": a.set,
-                   "results": results}, f, indent=2)
+                   "machine": machine(), "results": results}, f, indent=2)
     print("ratios:", [round(r["ratio_vs_first"], 2) for r in results])
 
 

@@ -159,6 +159,9 @@ def main():
     }
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out + ".tmp", "w") as f:
+        from dermjax.cpu_env import machine
+
+        result["machine"] = machine()
         json.dump(result, f, indent=2)
     os.replace(a.out + ".tmp", a.out)
 

@@ -249,6 +249,9 @@ def main():
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    from dermjax.cpu_env import machine
+
+    result["machine"] = machine()
     out.write_text(json.dumps(result, indent=2, default=lambda x: x.tolist() if hasattr(x, "tolist") else float(x)))
     print(json.dumps({k: result[k] for k in ("seconds", "baseline_seconds", "speedup_full_median",
                                              "speedup_same_subset_median", "peak_rss_gib")}, indent=2))

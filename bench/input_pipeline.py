@@ -306,6 +306,9 @@ def main():
         }
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
+        from dermjax.cpu_env import machine
+
+        result["machine"] = machine()
         json.dump(result, f, indent=2)
 
     print(f"\n{'setting':>16} {'ex/s':>8} {'ex/cpu-s':>9} {'cores':>6} {'x base':>7} {'x base/core':>11}")

@@ -117,6 +117,9 @@ def main() -> int:
         print(f"{key:52s} {value:.0f}" if isinstance(value, float) else f"{key:52s} {value}")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "notes.json"), "w") as f:
+        from dermjax.cpu_env import machine
+
+        result["machine"] = machine()
         json.dump(result, f, indent=2)
         f.write("\n")
     return 0

@@ -79,6 +79,9 @@ def main():
                for s in runs if s["arm"] == "scratch" and s["seed"] == m["seed"])}
     os.makedirs(os.path.dirname(os.path.join(ROOT, a.out)), exist_ok=True)
     with open(os.path.join(ROOT, a.out), "w") as f:
+        from dermjax.cpu_env import machine
+
+        out["machine"] = machine()
         json.dump(out, f, indent=2)
     print(json.dumps(out["mean"], indent=2))
 

@@ -3,7 +3,7 @@ the model of configs/clip_vit_ti16_cpu.py, against open_clip training the same-s
 the same run.
 
     python bench/train_throughput.py --open-clip /work/ocvenv/bin/python [--rounds 5] [--steps 4]
-        [--devices 1,2] [--batch 32]
+        [--devices 1,2] [--batch 32] [--baseline-tree /path/to/older/checkout] [--max-isa AVX2]
 
 Every configuration is a long-lived worker process that compiles and warms up once, then runs
 `--steps` timed steps each time it is asked; the parent asks them in turn, round after round
@@ -15,6 +15,13 @@ MFU = model FLOPs of one train step (XLA's cost analysis of the compiled step) x
 by this machine's f32 matmul peak, measured in JAX once per round (a 4096^2 matmul).
 open_clip runs under the interpreter given by --open-clip (see bench/README.md and
 bench/open_clip_baseline.py). Writes bench/results/train_throughput.json.
+
+--baseline-tree runs dermjax from another checkout (its own bench/train_throughput.py worker)
+beside this one, so a change is measured against the code before it in the same run.
+--max-isa caps the vector instructions of both frameworks (XLA's --xla_cpu_max_isa; torch's
+ATEN_CPU_CAPABILITY and oneDNN's ONEDNN_MAX_CPU_ISA), to see on one machine what a CPU without
+AVX-512 does; results then go to train_throughput_<isa>.json. Every result names the CPU and
+its vector ISA (dermjax.cpu_env.machine).
 """
 from __future__ import annotations
 
@@ -175,8 +182,21 @@ def dermjax_env(devices: int, extra_xla_flags: str = "") -> dict:
     return env
 
 
-def dermjax_workers(devices: list[int], batch: int, extra_xla_flags: str = "") -> list[Worker]:
-    return [Worker(f"dermjax_{n}dev", [sys.executable, __file__, "--worker", "--batch", str(batch)],
+# torch's and oneDNN's names for an ISA cap given as XLA spells it.
+TORCH_ISA = {"AVX2": ("avx2", "AVX2"), "AVX512": ("avx512", "AVX512_CORE")}
+
+
+def isa_env(max_isa: str) -> dict:
+    if not max_isa:
+        return {}
+    aten, onednn = TORCH_ISA[max_isa]
+    return {"ATEN_CPU_CAPABILITY": aten, "ONEDNN_MAX_CPU_ISA": onednn}
+
+
+def dermjax_workers(devices: list[int], batch: int, extra_xla_flags: str = "", tree: str = "",
+                    label: str = "dermjax") -> list[Worker]:
+    script = os.path.join(tree, "bench", "train_throughput.py") if tree else __file__
+    return [Worker(f"{label}_{n}dev", [sys.executable, script, "--worker", "--batch", str(batch)],
                    dermjax_env(n, extra_xla_flags)) for n in devices]
 
 
@@ -208,18 +228,23 @@ def main():
     ap.add_argument("--open-clip", default="", help="python of a venv with torch + open_clip")
     ap.add_argument("--quiet", type=float, default=0.3,
                     help="a round is quiet when other processes took at most this many cores")
+    ap.add_argument("--baseline-tree", default="", help="another dermjax checkout to measure beside this one")
+    ap.add_argument("--max-isa", default="", choices=("", *TORCH_ISA), help="cap both frameworks' vector ISA")
     ap.add_argument("--worker", action="store_true")
     a = ap.parse_args()
     if a.worker:
         dermjax_worker(a.batch)
         return
     devices = [int(x) for x in a.devices.split(",")]
+    xla_isa = f"--xla_cpu_max_isa={a.max_isa}" if a.max_isa else ""
     workers = []
     try:
-        workers += dermjax_workers(devices, a.batch)
+        workers += dermjax_workers(devices, a.batch, xla_isa)
+        base = dermjax_workers(devices, a.batch, xla_isa, a.baseline_tree, "baseline") if a.baseline_tree else []
+        workers += base
         if a.open_clip:
             workers.append(Worker("open_clip", [a.open_clip, os.path.join(HERE, "open_clip_baseline.py"),
-                                                "--serve", "--batch", str(a.batch)]))
+                                                "--serve", "--batch", str(a.batch)], {**os.environ, **isa_env(a.max_isa)}))
         for w in workers:
             w.ready()
         res = measure(workers, a.rounds, a.steps, workers[0])
@@ -232,7 +257,10 @@ def main():
     # other work. torch's OpenMP threads slow down far more than XLA's under contention, so
     # ratios from busy rounds flatter dermjax; the quiet-round ratio is the fair one.
     quiet = [i for i in range(a.rounds) if max(load[w.name][i] for w in workers) <= a.quiet]
-    out = {"model": MODEL, "batch": a.batch, "rounds": a.rounds, "steps_per_round": a.steps,
+    from dermjax.cpu_env import machine
+
+    out = {"model": MODEL, "machine": machine(), "max_isa": a.max_isa or "native",
+           "batch": a.batch, "rounds": a.rounds, "steps_per_round": a.steps,
            "quiet_threshold_cores": a.quiet, "quiet_rounds": quiet,
            "peak_flops": peak, "peak_flops_per_round": peaks, "jax": []}
     med = lambda xs: statistics.median(xs) if xs else None
@@ -245,11 +273,24 @@ def main():
         out["jax"].append(r)
         print(f"dermjax, {n} XLA device(s): {r['images_per_sec']:.2f} img/s (median of {a.rounds} rounds), "
               f"MFU {r['mfu']:.3f} ({r['step_flops'] / 1e9:.0f} GFLOP/step, peak {peak / 1e9:.0f} GFLOP/s)")
+    if base:
+        out["baseline"] = {"tree": a.baseline_tree, "commit": _commit(a.baseline_tree), "jax": []}
+        for w, n, r in zip(base, devices, out["jax"]):
+            ips = [a.batch / t for t in times[w.name]]
+            ratios = [x / y for x, y in zip(r["images_per_sec_per_round"], ips)]
+            out["baseline"]["jax"].append({"devices": n, "images_per_sec": med(ips), "images_per_sec_per_round": ips,
+                                           "this_tree_over_baseline_per_round": ratios,
+                                           "this_tree_over_baseline": med(ratios)})
+            print(f"baseline ({out['baseline']['commit']}), {n} XLA device(s): {med(ips):.2f} img/s; "
+                  f"this tree / baseline {med(ratios):.3f}")
+    out["commit"] = _commit(ROOT)
     best = max(out["jax"], key=lambda r: r["images_per_sec"])
     out.update(images_per_sec=best["images_per_sec"], devices=best["devices"], mfu=best["mfu"],
                step_flops=best["step_flops"])
     if a.open_clip:
         oc_ips = [a.batch / t for t in times["open_clip"]]
+        for b in out.get("baseline", {}).get("jax", []):
+            b["ratio_vs_open_clip"] = med([x / y for x, y in zip(b["images_per_sec_per_round"], oc_ips)])
         out["open_clip"] = {"images_per_sec": med(oc_ips), "images_per_sec_per_round": oc_ips,
                             "background_cores_per_round": load["open_clip"], **workers[-1].info}
         for r in out["jax"]:
@@ -266,8 +307,19 @@ def main():
         print(f"open_clip (torch {out['open_clip'].get('torch')}, fp32): {out['open_clip']['images_per_sec']:.2f} "
               f"img/s; dermjax ({best['devices']} device(s)) / open_clip = {out['ratio_vs_open_clip_fp32']:.2f}")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "train_throughput.json"), "w") as f:
+    name = "train_throughput.json" if not a.max_isa else f"train_throughput_{a.max_isa.lower()}.json"
+    with open(os.path.join(HERE, "results", name), "w") as f:
         json.dump(out, f, indent=2)
+
+
+def _commit(tree: str) -> str:
+    try:
+        return subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip() + (" + uncommitted changes" if subprocess.run(
+            ["git", "-C", tree, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+            text=True).stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 if __name__ == "__main__":

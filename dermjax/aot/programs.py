@@ -47,7 +47,8 @@ def _batch(mesh, rows: int, cfg, image_rows: int | None = None, unpaired: int = 
 
 
 def _param_stats(state, mesh) -> dict:
-    """Parameter count and bytes of a model state; the bytes FSDP shards (and so must gather)."""
+    """Parameter count and bytes of a model state; the parameters (and bytes) FSDP shards and so
+    must gather, per device: a tensor-parallel parameter counts its 1/tensor share."""
     count = nbytes = sharded = sharded_count = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(state, is_leaf=lambda x: isinstance(x, nnx.Variable)):
         if not isinstance(leaf, nnx.Param):
@@ -57,8 +58,11 @@ def _param_stats(state, mesh) -> dict:
         count, nbytes = count + n, nbytes + b
         names = leaf.get_metadata().get("out_sharding") or ()
         # A token table is looked up where it lies (the rows found are gathered, not the table).
-        if "fsdp" in str(sharding.logical_to_mesh(names)) and mesh.shape["fsdp"] > 1 and "vocab" not in names:
-            sharded, sharded_count = sharded + b, sharded_count + n
+        spec = str(sharding.logical_to_mesh(names))
+        if "fsdp" in spec and mesh.shape["fsdp"] > 1 and "vocab" not in names:
+            # FSDP gathers a device's tensor-parallel share of the parameter, not all of it.
+            share = mesh.shape["tensor"] if "tensor" in spec else 1
+            sharded, sharded_count = sharded + b // share, sharded_count + n // share
     return {"count": count, "bytes": nbytes, "fsdp_sharded_bytes": sharded, "fsdp_sharded_count": sharded_count}
 
 

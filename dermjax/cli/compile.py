@@ -70,10 +70,13 @@ def _run(argv):
         raise DermjaxError(f"{_TOPOLOGY.value}: {e}") from None
     out = {"config": _config_name(), "overrides": [a for a in sys.argv[1:] if a.startswith("--config.")],
            "trainer": cfg.get("trainer", "contrastive"), "topology": target.topology, "devices": len(target.devices),
+           "batch_size": int(cfg.data.batch_size),
            "chip": dict(vars(target.chip)), "available_bytes_per_device": available,
            "note": "compiled for the topology on a CPU host; not run on it",
            "compiled_on": {**machine(), **report.versions()},
            "date": datetime.date.today().isoformat(), "programs": {}}
+    if todo and todo[0].name == "train_step":
+        out["mesh"] = dict(todo[0].mesh.shape)
     for p in todo:
         print(f"compiling {p.name} on mesh {dict(p.mesh.shape)} ...", flush=True)
         try:

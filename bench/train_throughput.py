@@ -210,6 +210,9 @@ def measure(workers: list[Worker], rounds: int, steps: int, peak_worker: Worker)
         order = workers[r % len(workers):] + workers[:r % len(workers)]
         peaks.append(peak_worker.ask("peak")["peak_flops"])
         for w in order:
+            # One untimed step first: the first step after a worker sat idle while the others ran
+            # is slow (measured: ~30% whichever worker goes first), and would bias the order.
+            w.ask("run 1")
             ans = w.ask(f"run {steps}")
             times[w.name].append(ans["step_s"])
             load[w.name].append(ans["background_cores"])
@@ -231,9 +234,13 @@ def main():
     ap.add_argument("--baseline-tree", default="", help="another dermjax checkout to measure beside this one")
     ap.add_argument("--max-isa", default="", choices=("", *TORCH_ISA), help="cap both frameworks' vector ISA")
     ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--peak-worker", action="store_true")
     a = ap.parse_args()
     if a.worker:
         dermjax_worker(a.batch)
+        return
+    if a.peak_worker:
+        serve({}, lambda n: 0.0, matmul_peak)
         return
     devices = [int(x) for x in a.devices.split(",")]
     xla_isa = f"--xla_cpu_max_isa={a.max_isa}" if a.max_isa else ""
@@ -245,11 +252,13 @@ def main():
         if a.open_clip:
             workers.append(Worker("open_clip", [a.open_clip, os.path.join(HERE, "open_clip_baseline.py"),
                                                 "--serve", "--batch", str(a.batch)], {**os.environ, **isa_env(a.max_isa)}))
-        for w in workers:
+        # The matmul peak runs in a process of its own, never in a measured worker.
+        peak = Worker("peak", [sys.executable, __file__, "--peak-worker"], dermjax_env(1, xla_isa))
+        for w in workers + [peak]:
             w.ready()
-        res = measure(workers, a.rounds, a.steps, workers[0])
+        res = measure(workers, a.rounds, a.steps, peak)
     finally:
-        for w in workers:
+        for w in workers + ([peak] if "peak" in locals() else []):
             w.close()
     times, load, peaks = res["times"], res["load"], res["peaks"]
     peak = statistics.median(peaks)

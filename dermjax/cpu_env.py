@@ -64,6 +64,8 @@ def machine() -> dict:
         key, _, value = line.partition(":")
         if key.strip() == "model name" and info["cpu"] == "unknown":
             info["cpu"] = value.strip()
+        elif key.strip() in ("cpu family", "model") and key.strip().replace(" ", "_") not in info:
+            info[key.strip().replace(" ", "_")] = value.strip()  # e.g. AMD family 25: Zen 3 (model 1) or Zen 4 (17)
         elif key.strip() == "flags":
             flags = set(value.split())
             info["isa"] = [name for flag, name in ISA_FLAGS if flag in flags]

@@ -330,3 +330,21 @@ def test_multi_process_stop_check_is_not_a_per_step_host_sync(monkeypatch):
         stop.restore()
     assert len(calls) == 3  # steps 10, 20, 30
     assert asked == [10, 20, 30] and stop.name == "a signal on another host"
+
+
+def test_evaluation_restores_the_parameters_only(shard_dir, tmp_path):
+    """restore_workdir (dermjax-eval, a distillation teacher) reads the model part of the train
+    state; the AdamW moments stay on disk, abstract in the returned state."""
+    from dermjax.train import checkpoint
+
+    cfg = _cfg(shard_dir)
+    work = str(tmp_path / "w")
+    contrastive.train(cfg, work)
+    _, _, _, state, step = checkpoint.restore_workdir(work, sharding.make_mesh({"data": -1}))
+    assert step == 6
+    model, opt = jax.tree.leaves(state[0]), jax.tree.leaves(state[1])
+    assert model and all(isinstance(x, jax.Array) for x in model)
+    assert opt and all(isinstance(x, jax.ShapeDtypeStruct) for x in opt)
+    full = _final_params(work, cfg)
+    for x, y in zip(jax.tree.leaves(full), model):
+        np.testing.assert_array_equal(x, np.asarray(y))

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Creates .venv and installs dermjax with the pinned, tested dependency set (constraints.txt),
 # including the test-only `reference` extra (CPU torch 2.13.0, timm, open_clip, transformers).
-# On a host without accelerators it adds the compile-only backends dermjax-compile uses
-# (extras tpu-compile: libtpu; gpu-compile: the CUDA plugin without CUDA libraries);
-# DERMJAX_ACCELERATOR=tpu|cuda12 instead adds jax's real accelerator plugin (jax[tpu],
-# jax[cuda12]) at the pinned jax version. Reruns are quick: it reinstalls only when the packaging files, the C
+# On a host without accelerators it adds the compile-only TPU backend dermjax-compile uses
+# (extra tpu-compile: libtpu), and puts the CUDA plugin (extra gpu-compile, without CUDA
+# libraries) in .venv/gpu-compile-plugin, off the path: on a machine without CUDA it prints a
+# notice at every JAX start, so only `dermjax-compile --topology h100:...` runs (the tests run
+# it with PYTHONPATH=.venv/gpu-compile-plugin). DERMJAX_ACCELERATOR=tpu|cuda12 instead adds
+# jax's real accelerator plugin (jax[tpu], jax[cuda12]) at the pinned jax version. Reruns are quick: it reinstalls only when the packaging files, the C
 # extension or the accelerator changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +25,8 @@ if [[ -n $ACCEL ]]; then
   .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference]"
   .venv/bin/python -m pip install -q -c constraints.txt "jax[$ACCEL]"
 else
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference,tpu-compile,gpu-compile]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference,tpu-compile]"
+  .venv/bin/python -m pip install -q -c constraints.txt --no-deps --target .venv/gpu-compile-plugin \
+    jax-cuda12-plugin jax-cuda12-pjrt
 fi
 echo "$want" > "$stamp"

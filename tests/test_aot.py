@@ -23,10 +23,15 @@ ACCELERATOR_CONFIGS = {
 }
 
 
-def _compile(args, tmp_path, name="out.json"):
+GPU_PLUGIN = os.path.join(ROOT, ".venv", "gpu-compile-plugin")  # launch/setup_venv.sh puts it there
+
+
+def _compile(args, tmp_path, name="out.json", pythonpath=None):
     out = tmp_path / name
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)  # the fake CPU devices of conftest are not wanted here
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
     r = subprocess.run([sys.executable, "-m", "dermjax.cli.compile", *args, "--out", str(out)], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=900)
     return r, (json.loads(out.read_text()) if out.exists() else None)
@@ -169,9 +174,10 @@ def test_gpu_target_compiles_without_a_gpu(tmp_path):
     """The CUDA plugin (the gpu-compile extra, no CUDA libraries) compiles for an H100 target
     described by a target config; XLA's cost analysis is unavailable there, dermjax's HLO
     accounting is not, and a program larger than the GPU's memory is refused here."""
-    pytest.importorskip("jax_plugins.xla_cuda12", reason="the gpu-compile extra is not installed")
+    if not os.path.isdir(os.path.join(GPU_PLUGIN, "jax_plugins")):
+        pytest.skip(f"the CUDA plugin is not in {GPU_PLUGIN} (launch/setup_venv.sh installs it)")
     r, rep = _compile(["--config=configs/siglip_vit_b16.py:reduced", "--topology=h100:1x1x4", "--programs=train"],
-                      tmp_path)
+                      tmp_path, pythonpath=GPU_PLUGIN)
     assert r.returncode == 0, r.stderr[-2000:]
     train = rep["programs"]["train_step"]
     assert rep["chip"]["name"].startswith("NVIDIA H100") and train["xla_cost_analysis"] == {}
@@ -179,5 +185,6 @@ def test_gpu_target_compiles_without_a_gpu(tmp_path):
     f = train["fsdp_collectives"]
     assert 0.5 < f["volume_ratio"] < 3, f
     r, _ = _compile(["--config=configs/siglip_vit_b16.py:reduced", "--topology=h100:1x1x4", "--programs=train",
-                     "--config.data.batch_size=1048576", "--config.model.remat=False"], tmp_path, "big.json")
+                     "--config.data.batch_size=1048576", "--config.model.remat=False"], tmp_path, "big.json",
+                    pythonpath=GPU_PLUGIN)
     assert r.returncode == 2 and "does not fit on h100:1x1x4" in r.stderr and "Traceback" not in r.stderr

@@ -46,8 +46,8 @@ def test_bad_images_skipped_and_counted(tmp_path):
     assert sum(m["splits"][s]["count"] for s in shards.SPLITS) == 22
     ids = {ex["image_id"] for s in shards.SPLITS for ex in shards.read_split(out, s)}
     assert len(ids) == 22 and not ids & {"img0005", "img0009"}
-    # Reusing those shards under the strict policy is refused, not silently accepted.
-    with pytest.raises(DermjaxError, match="skipped when .* --on-bad-image skip"):
+    # The strict policy is another setting: the shards are written again, and stop at the bad image.
+    with pytest.raises(DermjaxError, match=r"img0005.jpg: cannot read image .*source record 5, image_id 'img0005'"):
         shards.write_shards(recs, tiny_notes(recs), out, num_shards=2, progress=False)
 
 

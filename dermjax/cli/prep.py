@@ -86,7 +86,9 @@ def cmd_shards(a):
                                     "notes": os.path.abspath(a.notes)},
                             on_bad_image=a.on_bad_image)
     counts = {s: v["count"] for s, v in manifest["splits"].items()}
-    print(f"shards: {manifest['num_records']} examples -> {a.out} {counts}")
+    skipped = f" ({len(manifest['skipped'])} unreadable images skipped)" if manifest.get("skipped") else ""
+    print(f"shards: {sum(counts.values())} examples written of {manifest['num_records']} records{skipped} "
+          f"-> {a.out} {counts}")
 
 
 def cmd_tokenizer(a):

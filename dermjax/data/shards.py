@@ -6,8 +6,15 @@ Layout of OUTDIR:
     <split>-<i>-of-<n>.array_record.json  that shard's stats, written after the shard itself
     tokenizer.model                       added by `dermjax-prep tokenizer`
 
-Each shard is written under a temp name and renamed, then its stats file; a rerun after a kill
-therefore rewrites only shards without stats, and the manifest (written last) marks completion.
+Shards are content-addressed. Each shard's stats file records a fingerprint of what went into
+it: the writer settings (schema version, split, --max-side, --on-bad-image) and, for every
+record assigned to it, its id, its case record and notes, and the size and modification time of
+its source image. A rerun reuses a shard only when its fingerprint matches the one the current
+inputs and settings give, and rewrites it otherwise; the manifest (written last, with a
+fingerprint over all shards) marks completion the same way. Each shard is written under a temp
+name and renamed, then its stats file, so a kill at any point leaves either a complete shard
+with its stats or nothing that is reused. (An image replaced in place by one of the same size
+and modification time is not noticed.)
 
 Readers go through `ShardReader`, which turns a truncated or corrupt shard into a one-line
 DermjaxError naming the shard file and the record, instead of a bare Riegeli message.
@@ -17,6 +24,7 @@ from __future__ import annotations
 import bisect
 import collections
 import hashlib
+import json
 import multiprocessing
 import os
 
@@ -45,20 +53,47 @@ def _file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _image_identity(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # the writer reports the missing image
+    return [st.st_size, st.st_mtime_ns]
+
+
+def fingerprint(split: str, items: list, max_side: int, on_bad_image: str) -> str:
+    """What a shard's content depends on: settings, then every assigned record in order."""
+    h = hashlib.sha256(json.dumps({"schema_version": records_lib.SCHEMA_VERSION, "split": split,
+                                   "max_side": max_side, "on_bad_image": on_bad_image}, sort_keys=True).encode())
+    for _, record, notes in items:
+        h.update(json.dumps([record.get("image_id"), record, notes, _image_identity(record.get("image_path", ""))],
+                            sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _reusable(path: str, stats_path: str, expected: str) -> dict | None:
+    """The stats of a shard written from exactly these inputs and settings, or None."""
+    if not (os.path.exists(path) and os.path.exists(stats_path)):
+        return None
+    try:
+        stats = read_json(stats_path)
+    except DermjaxError:
+        return None
+    if stats.get("fingerprint") != expected or os.path.getsize(path) != stats.get("bytes"):
+        return None
+    return stats
+
+
 def _write_one(task) -> dict:
     from array_record.python.array_record_module import ArrayRecordWriter
 
-    path, split, items, max_side, on_bad_image = task
+    path, split, items, max_side, on_bad_image, expected = task
     stats_path = path + ".json"
-    if os.path.exists(path) and os.path.exists(stats_path):
-        stats = read_json(stats_path)
-        if on_bad_image == "error" and stats.get("skipped"):
-            bad = stats["skipped"][0]
-            raise DermjaxError(f"{bad['image_path']}: {bad['error']} (source record {bad['record']}, "
-                               f"skipped when {stats['file']} was written with --on-bad-image skip)")
+    stats = _reusable(path, stats_path, expected)
+    if stats is not None:
         return stats
     classes = collections.Counter()
-    skipped = []
+    skipped, ids = [], []
     with atomic_path(path) as tmp:
         # group_size:1 keeps every record individually addressable for random access.
         writer = ArrayRecordWriter(tmp, "group_size:1")
@@ -75,11 +110,12 @@ def _write_one(task) -> dict:
                     continue
                 writer.write(records_lib.encode_example(record, notes, jpeg, digest, split))
                 classes[record.get("diagnosis_group") or "other"] += 1
+                ids.append(record["image_id"])
         finally:
             writer.close()
-    stats = {"file": os.path.basename(path), "split": split, "count": len(items) - len(skipped),
+    stats = {"file": os.path.basename(path), "split": split, "count": len(ids),
              "classes": dict(sorted(classes.items())), "sha256": _file_sha256(path),
-             "bytes": os.path.getsize(path), "skipped": skipped}
+             "bytes": os.path.getsize(path), "skipped": skipped, "fingerprint": expected, "image_ids": ids}
     write_json(stats_path, stats)
     return stats
 
@@ -106,16 +142,8 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
 
     fractions = fractions or DEFAULT_FRACTIONS
     settings = {"num_shards": num_shards, "max_side": max_side, "fractions": fractions,
-                "split_seed": split_seed, "source": source or {}}
+                "split_seed": split_seed, "source": source or {}, "on_bad_image": on_bad_image}
     manifest_path = os.path.join(out_dir, MANIFEST)
-    if os.path.exists(manifest_path):
-        old = read_json(manifest_path)
-        reusable = on_bad_image == "skip" or not old.get("skipped")
-        if old.get("settings") == settings and old.get("num_records") == len(records) and reusable:
-            if progress:
-                print(f"shards: reusing complete {manifest_path}")
-            return old
-    os.makedirs(out_dir, exist_ok=True)
 
     by_split: dict[str, list] = {s: [] for s in SPLITS}
     missing_notes = 0
@@ -134,23 +162,38 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
             continue
         n = max(1, min(len(items), round(num_shards * fractions[split] / max(fractions.values()))))
         for i in range(n):
-            tasks.append((os.path.join(out_dir, _shard_name(split, i, n)), split, items[i::n], max_side,
-                          on_bad_image))
+            part = items[i::n]
+            tasks.append((os.path.join(out_dir, _shard_name(split, i, n)), split, part, max_side, on_bad_image,
+                          fingerprint(split, part, max_side, on_bad_image)))
+    whole = hashlib.sha256(json.dumps([settings, [t[0] for t in tasks], [t[-1] for t in tasks]],
+                                      sort_keys=True).encode()).hexdigest()
+    if os.path.exists(manifest_path):
+        try:
+            old = read_json(manifest_path)
+        except DermjaxError:
+            old = {}
+        complete = all(_reusable(t[0], t[0] + ".json", t[-1]) is not None for t in tasks)
+        if old.get("fingerprint") == whole and complete:
+            if progress:
+                print(f"shards: reusing {manifest_path}: inputs and settings unchanged")
+            return old
+    os.makedirs(out_dir, exist_ok=True)
 
     bar = tqdm(total=len(tasks), desc="shards", unit="shard", disable=not progress)
-    if workers > 1:
-        # spawn: the parent may have imported JAX, whose threads do not survive fork.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            results = []
-            for stats in pool.imap(_write_one, tasks):
-                results.append(stats)
+    results = []
+    try:
+        if workers > 1:
+            # spawn: the parent may have imported JAX, whose threads do not survive fork.
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for stats in pool.imap(_write_one, tasks):
+                    results.append(stats)
+                    bar.update()
+        else:
+            for t in tasks:
+                results.append(_write_one(t))
                 bar.update()
-    else:
-        results = []
-        for t in tasks:
-            results.append(_write_one(t))
-            bar.update()
-    bar.close()
+    finally:
+        bar.close()
 
     splits = {}
     for split in SPLITS:
@@ -172,6 +215,7 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
         "skipped": skipped,
         "splits": splits,
         "settings": settings,
+        "fingerprint": whole,
         "tokenizer": None,
     }
     write_json(manifest_path, manifest)
@@ -284,16 +328,31 @@ class ShardReader:
 
 def verify_shards(shard_dir: str, *, check_sha256: bool = True, decode_images: bool = True,
                   progress: bool = False) -> dict:
-    """Checks every shard against the manifest (sha256) and every record (and image) decodes.
+    """Checks every shard against the manifest: its sha256, its record count, the id and split of
+    every record in order, no id in two places; and that every record (and image) decodes.
 
     Returns {"records": n, "problems": [one line each]}; it reports every problem it finds
     rather than stopping at the first, so one run tells what to rewrite.
     """
     manifest = load_manifest(shard_dir)
     problems, n = [], 0
+    seen: dict[str, str] = {}
     for split, info in manifest["splits"].items():
+        if info["count"] != sum(s["count"] for s in info["shards"]):
+            problems.append(f"{shard_dir}/{MANIFEST}: split {split} counts {info['count']} records, its shards "
+                            f"{sum(s['count'] for s in info['shards'])}")
         for s in info["shards"]:
             path = os.path.join(shard_dir, s["file"])
+            ids = s.get("image_ids")
+            if ids is None:
+                problems.append(f"{path}: manifest.json lists no record ids for this shard (written before "
+                                "shards were content-addressed); write the shards again")
+            elif len(ids) != s["count"]:
+                problems.append(f"{path}: manifest.json lists {len(ids)} record ids for {s['count']} records")
+            for image_id in ids or ():
+                if image_id in seen:
+                    problems.append(f"{path}: record {image_id!r} is also in {seen[image_id]}")
+                seen.setdefault(image_id, s["file"])
             if not os.path.isfile(path):
                 problems.append(f"{path}: shard file is missing")
                 continue
@@ -308,6 +367,10 @@ def verify_shards(shard_dir: str, *, check_sha256: bool = True, decode_images: b
                 n += 1
                 try:
                     ex = reader.example(i)
+                    if ids is not None and i < len(ids) and ex["image_id"] != ids[i]:
+                        problems.append(f"{path}: record {i} is {ex['image_id']!r}, manifest.json says {ids[i]!r}")
+                    if ex["split"] != split:
+                        problems.append(f"{path}: record {i} ({ex['image_id']!r}) belongs to split {ex['split']!r}")
                     if decode_images:
                         records_lib.decode_image(ex["image"])
                 except DermjaxError as e:

@@ -170,3 +170,80 @@ def test_verify_checks_ids_and_counts_against_the_manifest(source, tmp_path):
     problems = [l for l in r.stdout.splitlines() if l.startswith("problem:")]
     assert any("manifest.json says" in l and a["file"] in l for l in problems)
     assert any("is also in" in l for l in problems)
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+from tests.helpers import tiny_shard_dir  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run with checkpoints at steps 3 and 6."""
+    from configs.quickstart import get_config
+    from dermjax.train import contrastive
+
+    root = tmp_path_factory.mktemp("ckpt")
+    shard_dir, _ = tiny_shard_dir(root, n=48)
+    cfg = get_config("tiny")
+    cfg.data.shards = shard_dir
+    cfg.data.tokenizer = os.path.join(shard_dir, "tokenizer.model")
+    cfg.keep_checkpoints = 3
+    work = str(root / "work")
+    contrastive.train(cfg, work)
+    assert sorted(os.listdir(os.path.join(work, "checkpoints"))) == ["3", "6"]
+    return cfg, work
+
+
+def _damage(step_dir: str, how: str) -> str:
+    state = os.path.join(step_dir, "state")
+    if how == "data file":  # as in the issue: one file under state/d/
+        victim = os.path.join(state, "d", sorted(os.listdir(os.path.join(state, "d")))[0])
+    else:
+        victim = os.path.join(state, {"metadata": "_METADATA", "manifest": "manifest.ocdbt"}[how])
+    os.remove(victim)
+    return victim
+
+
+def _evaluate(work, out):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run([sys.executable, "-m", "dermjax.cli.evaluate", "--workdir", work,
+                           "--manifest", os.path.join(os.path.dirname(work), "shards", "..", "images_manifest.csv"),
+                           "--out", out], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("how", ["data file", "metadata", "manifest"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_readable_one(trained, tmp_path, how, capsys):
+    """dermjax-eval and a resumed dermjax-train both warn in one line naming the damaged
+    checkpoint and use step 3; training moves step 6 aside and trains on to the end."""
+    from dermjax.eval.evaluate import Embedder
+    from dermjax.train import contrastive
+
+    cfg, work = trained
+    copy = str(tmp_path / "work")
+    shutil.copytree(work, copy)
+    _damage(os.path.join(copy, "checkpoints", "6"), how)
+    emb = Embedder.from_workdir(copy)
+    assert emb.step == 3
+    warned = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning:")]
+    assert len(warned) == 1 and "/checkpoints/6: checkpoint cannot be read" in warned[0] and "using step 3" in warned[0]
+    out = contrastive.train(cfg, copy)
+    assert out["complete"] and out["step"] == 6
+    names = sorted(os.listdir(os.path.join(copy, "checkpoints")))
+    assert names[:2] == ["3", "6"] and names[2].startswith("6.damaged-")
+
+
+def test_no_readable_checkpoint_is_one_line_and_status_2(trained, tmp_path):
+    _, work = trained
+    copy = str(tmp_path / "work")
+    shutil.copytree(work, copy)
+    for step in ("3", "6"):
+        _damage(os.path.join(copy, "checkpoints", step), "metadata")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    r = subprocess.run([sys.executable, "-m", "dermjax.cli.export", "--workdir", copy, "--out", str(tmp_path / "x")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r.stderr[-2000:]
+    errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "no readable checkpoint (steps 6, 3 are damaged)" in errors[0]
+    assert "Traceback" not in r.stderr

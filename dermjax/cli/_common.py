@@ -8,10 +8,15 @@ from dermjax.errors import DermjaxError
 
 
 def quiet_libraries() -> None:
-    """Orbax and grain log every file they touch at INFO; progress bars say what matters."""
+    """Orbax and grain log every file they touch at INFO; progress bars say what matters.
+    A failed orbax read also leaves asyncio tasks whose errors asyncio logs when they are
+    collected, after the one line that reported the failure: those are not shown."""
+    import logging as std_logging
+
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
+    std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
 
 
 def one_line_errors(main):

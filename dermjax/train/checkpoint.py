@@ -2,11 +2,18 @@
 
 The train state is stored as a pure dict of arrays (no Python objects), restored onto any mesh
 through an abstract target carrying the new shardings.
+
+A checkpoint that cannot be read (a file of it deleted or truncated) does not block a run:
+`restore_newest` warns in one line naming it and falls back to the newest one that reads.
+Training moves the damaged one aside (STEP.damaged), so later saves of that step do not collide
+with it; with no readable checkpoint left, the error is one line (exit status 2).
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 
 import grain
 import jax
@@ -47,6 +54,29 @@ class Checkpointer:
         file per process, named for the process count of the run that saved it)."""
         name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
         return os.path.exists(os.path.join(self.directory, str(step), "data_iter", name))
+
+    def readable(self, step: int, prefix: str = "") -> str | None:
+        """Why the saved train state of `step` cannot be read, or None when its metadata and
+        every array's header (under `prefix`, e.g. "0." for the parameters) read back.
+
+        Checked synchronously with tensorstore before orbax is asked: an orbax restore that
+        fails half way leaves background tasks printing tracebacks long after the error."""
+        import tensorstore as ts
+
+        path = os.path.join(self.directory, str(step), "state")
+        if not os.path.isfile(os.path.join(path, "_METADATA")):
+            return "its _METADATA file is missing"
+        try:
+            kv = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{path}"}).result()
+            headers = [k for k in kv.list().result() if k.endswith(b".zarray") and k.startswith(prefix.encode())]
+            if not headers:
+                return "its OCDBT manifest lists no arrays"
+            for key in headers:
+                if kv.read(key).result().state != "value":
+                    return f"array header {key.decode()} is missing"
+        except Exception as e:  # noqa: BLE001 - tensorstore raises ValueError/OSError subclasses
+            return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return None
 
     def stored_shapes(self, step: int) -> dict[str, tuple]:
         """{path: shape} of the train state saved at `step`, from its metadata (no array read)."""
@@ -122,6 +152,51 @@ class Checkpointer:
         place = lambda path, t: jax.jit(lambda x: x.astype(t.dtype), out_shardings=t.sharding)(converted[_key(path)])
         return jax.tree_util.tree_map_with_path(place, target)
 
+    def restore_newest(self, abstract: nnx.State, data_iter_for=None, *, model: str = "the model",
+                       params_only: bool = False, move_damaged: bool = False, log=None):
+        """(state, step, data_iter) from the newest checkpoint that can be read, or (None, None,
+        None) when there is none at all. `data_iter_for(step)` gives the iterator to restore
+        into (or None: no iterator state). A checkpoint that exists but cannot be read is
+        reported in one line and skipped; a model mismatch is not damage and stops."""
+        log = log or (lambda text: print(text, file=sys.stderr))
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        tried = []
+        for step in steps:
+            data_iter = data_iter_for(step) if data_iter_for else None
+            reason = self.readable(step, "0." if params_only else "")
+            if reason is None:
+                try:
+                    return (self.restore(step, abstract, data_iter, model=model, params_only=params_only),
+                            step, data_iter)
+                except DermjaxError as e:
+                    if "does not match" in str(e):
+                        raise
+                    reason = str(e)
+                except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many types
+                    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            tried.append(step)
+            older = [s for s in steps if s < step]
+            log(f"warning: {self.directory}/{step}: checkpoint cannot be read ({reason}); "
+                + (f"using step {older[0]} instead" if older else "no older checkpoint"))
+            if move_damaged:
+                self._move_aside(step)
+        if tried:
+            raise DermjaxError(f"{self.directory}: no readable checkpoint (steps {', '.join(map(str, tried))} "
+                               f"are damaged); restore them from a copy or start a new workdir")
+        return None, None, None
+
+    def _move_aside(self, step: int) -> None:
+        """Renames a damaged step directory (process 0) and rebuilds the manager's step list."""
+        if jax.process_index() == 0:
+            src = os.path.join(self.directory, str(step))
+            if os.path.isdir(src):
+                os.replace(src, f"{src}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"dermjax-checkpoint-{step}-moved")
+        self.manager.reload()
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
@@ -195,11 +270,25 @@ def restore_workdir(workdir: str, mesh: jax.sharding.Mesh, step: int | None = No
     tokenizer = from_workdir(workdir, cfg.model.text.max_len)
     ckpt = Checkpointer(workdir, async_save=False)
     try:
-        step = ckpt.latest_step() if step is None else step
-        if step is None:
-            raise DermjaxError(f"{ckpt.directory}: no checkpoint to restore")
         graphdef, abstract, _ = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
-        state = ckpt.restore(step, abstract, model=f"the model of {cfg_path}", params_only=params_only)
+        where = f"the model of {cfg_path}"
+        if step is None:  # the newest checkpoint that can be read
+            state, step, _ = ckpt.restore_newest(abstract, model=where, params_only=params_only)
+            if step is None:
+                raise DermjaxError(f"{ckpt.directory}: no checkpoint to restore")
+        else:
+            if step not in ckpt.manager.all_steps():
+                raise DermjaxError(f"{ckpt.directory}/{step}: no such checkpoint")
+            reason = ckpt.readable(step, "0." if params_only else "")
+            if reason:
+                raise DermjaxError(f"{ckpt.directory}/{step}: checkpoint cannot be read ({reason})")
+            try:
+                state = ckpt.restore(step, abstract, model=where, params_only=params_only)
+            except DermjaxError:
+                raise
+            except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many types
+                raise DermjaxError(f"{ckpt.directory}/{step}: checkpoint cannot be read "
+                                   f"({(str(e).strip().splitlines() or [type(e).__name__])[0][:200]})") from None
     finally:
         ckpt.close()
     return cfg, tokenizer, graphdef, state, step

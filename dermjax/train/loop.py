@@ -118,17 +118,16 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
     # --- model and optimizer state --------------------------------------------------------
     ckpt = Checkpointer(workdir, keep=cfg.keep_checkpoints, keep_every=cfg.get("keep_every") or None)
     graphdef, abstract, state_shardings = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
-    start = ckpt.latest_step()
+    # Saved by a run with another process count, a checkpoint has no iterator state for this
+    # one: one batch per step, so batch `step` of the global stream is where this run continues.
+    iterator_for = lambda step: data_iter if ckpt.has_iterator_state(step) else None
+    state, start, restored_iter = ckpt.restore_newest(abstract, iterator_for, move_damaged=True,
+                                                      log=log if is_main else (lambda text: None))
     if start is not None:
-        log(f"resuming from {ckpt.directory}/{start}")
-        if ckpt.has_iterator_state(start):
-            state = ckpt.restore(start, abstract, data_iter)
-        else:
-            # Saved by a run with another process count: one batch per step, so batch `start`
-            # of the global stream is where this run continues.
+        log(f"resumed from {ckpt.directory}/{start}")
+        if restored_iter is None:
             log(f"no data-iterator state for {n_proc} process(es) at step {start}; "
                 f"continuing the input stream at batch {start}")
-            state = ckpt.restore(start, abstract)
             data_iter = input_iterator(start)
     else:
         start = 0

@@ -11,7 +11,7 @@ vocabulary size or smaller (the model's embedding table is sized by the tokenize
 """
 import ml_collections
 
-from dermjax.train.defaults import base_config
+from dermjax.train.defaults import base_config, use_variant
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -19,8 +19,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.batch_size = 32
     c.model.embed_dim = 256
     c.model.vocab_size = 49408  # benchmarks only; training takes the tokenizer's size
-    c.model.image = dict(variant="Ti/16", size=224, pool="gap")
-    c.model.text = dict(max_len=64, width=256, depth=12, heads=4, mlp_dim=1024)
+    use_variant(c, "image", "Ti/16", size=224, pool="gap")
+    c.model.text.update(dict(max_len=64, width=256, depth=12, heads=4, mlp_dim=1024))
     c.optimizer.lr = 5e-4
     c.optimizer.warmup_steps = 500
     c.total_steps = 20000

@@ -16,7 +16,7 @@ import os
 
 import ml_collections
 
-from dermjax.train.defaults import base_config
+from dermjax.train.defaults import base_config, clear_sizes
 
 
 def minilm_folder() -> str:
@@ -32,15 +32,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.shards = "runs/ham/shards"
     c.data.batch_size = 128
     c.model.embed_dim = 128
-    c.model.image = dict(size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512, pool="gap",
-                         init="", init_format="auto", freeze=False, proj_bias=False)
+    c.model.image.update(dict(size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512, pool="gap"))
     if arg == "minilm":
         # The research's recipe: a pretrained text encoder, frozen; only its projection trains.
-        c.model.text = dict(type="bert", init=minilm_folder(), pool="mean", freeze=True, max_len=80,
-                            proj_bias=False)
+        clear_sizes(c, "text")  # MiniLM's come from its config.json
+        c.model.text.update(dict(type="bert", init=minilm_folder(), pool="mean", freeze=True, max_len=80))
     elif arg == "scratch":
-        c.model.text = dict(type="transformer", max_len=96, width=128, depth=2, heads=4, mlp_dim=512,
-                            init="", pool="cls", freeze=False, proj_bias=False)
+        c.model.text.update(dict(type="transformer", max_len=96, width=128, depth=2, heads=4, mlp_dim=512))
     else:
         raise ValueError("configs/ham_text_tower.py:minilm or :scratch")
     c.optimizer.lr = 1e-3

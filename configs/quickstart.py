@@ -23,8 +23,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg == "tiny":
         c.data.batch_size = 16
         c.model.embed_dim = 32
-        c.model.image = dict(size=32, patch=8, width=32, depth=1, heads=2, mlp_dim=64)
-        c.model.text = dict(max_len=32, width=32, depth=1, heads=2, mlp_dim=64)
+        c.model.image.update(dict(size=32, patch=8, width=32, depth=1, heads=2, mlp_dim=64))
+        c.model.text.update(dict(max_len=32, width=32, depth=1, heads=2, mlp_dim=64))
         c.optimizer.warmup_steps = 2
         c.total_steps = 6
         c.log_every = 2

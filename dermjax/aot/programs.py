@@ -73,6 +73,7 @@ def _abstract(cfg, vocab_size: int, mesh):
 
 
 def _vocab_size(cfg, default: int) -> int:
+    default = int(cfg.model.get("vocab_size") or 0) or default
     path = cfg.data.get("tokenizer") or ""
     if path and os.path.isfile(path):
         from dermjax.data.tokenizer import open_tokenizer

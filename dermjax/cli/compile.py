@@ -23,7 +23,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")  # before JAX starts: compile-only
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from dermjax.cli._common import one_line_errors  # noqa: E402
+from dermjax.cli._common import one_line_errors, parse_flags_or_exit  # noqa: E402
 from dermjax.errors import DermjaxError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (.py with get_config)")
@@ -141,7 +141,7 @@ def _print(name: str, r: dict, budget: float) -> None:
 
 
 def main():
-    app.run(_run)
+    app.run(_run, flags_parser=parse_flags_or_exit)
 
 
 if __name__ == "__main__":

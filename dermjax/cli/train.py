@@ -16,7 +16,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from dermjax.cli._common import one_line_errors
+from dermjax.cli._common import one_line_errors, parse_flags_or_exit
 from dermjax.errors import DermjaxError
 
 TRAINERS = ("contrastive", "distill")  # modules of dermjax.train, each with train(cfg, workdir)
@@ -71,7 +71,7 @@ def main():
         from dermjax.train import watchdog
 
         sys.exit(watchdog.supervise([sys.executable, "-m", "dermjax.cli.train", *sys.argv[1:]]))
-    app.run(_run)
+    app.run(_run, flags_parser=parse_flags_or_exit)
 
 
 if __name__ == "__main__":

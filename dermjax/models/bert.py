@@ -52,10 +52,11 @@ def read_hf_config(folder: str) -> dict:
 
 
 def resolve(cfg: dict) -> dict:
-    """Explicit keys win; the rest come from `init`'s config.json, then BERT's defaults."""
-    cfg = dict(cfg)
+    """Explicit keys win; the rest come from `init`'s config.json, then BERT's defaults. A key
+    given as None, 0 or "" (the declared defaults of dermjax/train/defaults.py) is not given."""
+    cfg = {k: v for k, v in dict(cfg).items() if v is not None and (v != 0 or k == "pad_id") and v != ""}
     if cfg.get("init"):
-        cfg = {**read_hf_config(cfg["init"]), **{k: v for k, v in cfg.items() if v is not None}}
+        cfg = {**read_hf_config(cfg["init"]), **cfg}
     cfg = {"max_positions": 512, "type_vocab_size": 2, "ln_eps": 1e-12, "act": "exact", "pad_id": 0,
            "pool": "cls", **cfg}
     missing = [k for k in ARCH_KEYS if cfg.get(k) is None]

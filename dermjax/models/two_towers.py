@@ -74,6 +74,9 @@ def build_text_tower(t: dict, vocab_size: int, rngs: nnx.Rngs, dtype, remat: str
             raise ValueError(f"BERT vocabulary {b['vocab_size']} is smaller than the tokenizer's {vocab_size}")
         return bert.Bert(**{k: b[k] for k in bert.ARCH_KEYS}, pool=b["pool"], rngs=rngs, dtype=dtype,
                          remat=remat, scan=scan)
+    if (t.get("pool") or "mean") != "mean":
+        raise ValueError(f"model.text.pool {t['pool']!r}: dermjax's own text tower pools by the mean over "
+                         f"real tokens (pool 'cls' and 'pooler' are for type 'bert')")
     t = text.resolve(t)
     return text.TextTransformer(vocab_size=vocab_size, max_len=t["max_len"], width=t["width"],
                                 depth=t["depth"], heads=t["heads"], mlp_dim=t["mlp_dim"],

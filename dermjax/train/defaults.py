@@ -7,6 +7,11 @@ import ml_collections
 SIZE_KEYS = {"image": ("width", "depth", "heads", "mlp_dim", "patch"), "text": ("width", "depth", "heads", "mlp_dim")}
 
 
+def clear_sizes(c: ml_collections.ConfigDict, tower: str) -> None:
+    """Zeroes model.<tower>'s explicit sizes (0 = the variant's, or for BERT init's config.json)."""
+    c.model[tower].update({k: 0 for k in SIZE_KEYS[tower]})
+
+
 def use_variant(c: ml_collections.ConfigDict, tower: str, variant: str, **keys) -> None:
     """Sets model.<tower>.variant and clears the explicit sizes the quickstart defaults carry
     (0 = "the variant's"), so `--config.model.<tower>.width=...` still overrides one of them."""
@@ -58,12 +63,23 @@ def base_config() -> ml_collections.ConfigDict:
     # (.safetensors, .pth/.bin, .npz; init_format "auto" detects which); freeze: 0 learning rate
     # and no backward pass through the tower; proj_bias: a bias in the projection (SigLIP's head).
     c.model.image = dict(variant="", size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512, pool="gap",
-                         init="", init_format="auto", freeze=False, proj_bias=False)
+                         init="", init_format="auto", freeze=False, proj_bias=False,
+                         # how imported weights compute (vit.OPTIONS; pretrained.vit_options gives
+                         # each source's): LayerNorm eps, GELU form, class token with gap pooling,
+                         # LayerNorm before the encoder / after pooling, input normalization
+                         ln_eps=1e-6, act="tanh", class_token=ml_collections.config_dict.placeholder(bool),
+                         pre_norm=False, norm_pooled=False, pixel_mean=(0.5, 0.5, 0.5), pixel_std=(0.5, 0.5, 0.5))
     # Text: type "transformer" (explicit sizes, or variant="B": text.PRESETS) or "bert" (init: a
     # Hugging Face folder with config.json, weights and tokenizer.json/vocab.txt, whose WordPiece
     # tokenizer then replaces the shards' one; pool "cls" | "pooler" | "mean").
+    # pool: "" is the tower's own (transformer: mean over real tokens; bert: "cls"). BERT keys
+    # left at 0 / "" come from init's config.json (bert.ARCH_KEYS).
     c.model.text = dict(type="transformer", variant="", max_len=48, width=128, depth=2, heads=4, mlp_dim=512,
-                        init="", pool="cls", freeze=False, proj_bias=False)
+                        init="", pool="", freeze=False, proj_bias=False,
+                        vocab_size=0, max_positions=0, type_vocab_size=0, ln_eps=0.0, act="", pad_id=0)
+    # Benchmarks that build a model without a tokenizer size its token table from this (0:
+    # training always takes the tokenizer's size).
+    c.model.vocab_size = 0
 
     # groups: ((regex over parameter paths, lr multiplier), ...); multiplier 0 freezes.
     c.optimizer = dict(lr=1e-3, warmup_steps=50, end_lr_fraction=0.02, weight_decay=0.05,
@@ -100,3 +116,71 @@ def base_config() -> ml_collections.ConfigDict:
     # Loss weights; "pseudo" (> 0) turns on the teacher's nearest bank note as a caption.
     c.distill.weights = dict(contrastive=1.0, embed=1.0, similarity=1.0, classes=0.0, pseudo=0.0)
     return c
+
+
+LOSSES = ("clip", "siglip")
+TRAINERS = ("contrastive", "distill")
+REMAT_POLICIES = ("full", "dots")
+
+
+def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
+    """Checks a config before a run writes anything: sizes positive, names known, the mesh
+    buildable from `num_devices`, the files it names present. Raises DermjaxError (one line,
+    exit status 2 from the command lines) naming the key."""
+    import os
+
+    from dermjax.core.sharding import mesh_shape
+    from dermjax.errors import DermjaxError
+
+    def positive(key: str, value, zero_ok: bool = False):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and not zero_ok):
+            raise DermjaxError(f"config.{key} must be a {'non-negative' if zero_ok else 'positive'} number, "
+                               f"got {value!r}")
+
+    for key in ("data.batch_size", "total_steps", "log_every", "ckpt_every", "keep_checkpoints", "model.embed_dim",
+                "model.image.size", "model.text.max_len", "optimizer.lr"):
+        node = c
+        for part in key.split("."):
+            node = node[part]
+        positive(key, node)
+    for key in ("data.workers", "eval_every", "keep_every", "optimizer.warmup_steps", "optimizer.weight_decay",
+                "stop_check_every"):
+        node = c
+        for part in key.split("."):
+            node = node.get(part, 0) if hasattr(node, "get") else node[part]
+        positive(key, node, zero_ok=True)
+    if c.loss not in LOSSES:
+        raise DermjaxError(f"config.loss must be one of {', '.join(LOSSES)}, got {c.loss!r}")
+    if c.get("trainer", "contrastive") not in TRAINERS:
+        raise DermjaxError(f"config.trainer must be one of {', '.join(TRAINERS)}, got {c.trainer!r}")
+    if c.model.get("remat") and c.model.get("remat_policy", "full") not in REMAT_POLICIES:
+        raise DermjaxError(f"config.model.remat_policy must be one of {', '.join(REMAT_POLICIES)}, "
+                           f"got {c.model.remat_policy!r}")
+    text_type = c.model.text.get("type") or "transformer"
+    if text_type == "transformer" and (c.model.text.get("pool") or "mean") != "mean":
+        raise DermjaxError(f"config.model.text.pool {c.model.text.pool!r}: dermjax's own text tower pools by the "
+                           f"mean over real tokens (pool 'cls' and 'pooler' are for type 'bert')")
+    if not 0.0 < float(c.data.get("paired_fraction", 1.0)) <= 1.0:
+        raise DermjaxError(f"config.data.paired_fraction must be in (0, 1], got {c.data.paired_fraction!r}")
+    try:
+        mesh_shape(dict(c.mesh), num_devices)
+    except ValueError as e:
+        raise DermjaxError(f"config.mesh: {e}") from None
+    if not c.data.get("shards"):
+        raise DermjaxError("config.data.shards: give the folder written by `dermjax-prep shards`")
+    if "://" not in c.data.shards and not os.path.isfile(os.path.join(c.data.shards, "manifest.json")):
+        raise DermjaxError(f"config.data.shards: {c.data.shards} holds no manifest.json; write it with `dermjax-prep shards`")
+    for key in ("data.tokenizer", "model.image.init", "model.text.init", "data.text_cache_file"):
+        section, name = key.rsplit(".", 1)
+        value = c
+        for part in section.split("."):
+            value = value[part]
+        value = value.get(name) or ""
+        if value and "://" not in value and key != "data.text_cache_file" and not os.path.exists(value):
+            raise DermjaxError(f"config.{key}: {value} does not exist")
+    if c.get("trainer") == "distill":
+        teacher = c.distill.get("teacher") or ""
+        if not teacher:
+            raise DermjaxError("config.distill.teacher: give the teacher's dermjax-train workdir (or WORKDIR/checkpoints/STEP)")
+        if "://" not in teacher and not os.path.exists(teacher):
+            raise DermjaxError(f"config.distill.teacher: {teacher} does not exist")

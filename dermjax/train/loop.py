@@ -21,7 +21,7 @@ from dermjax.data.tokenizer import Tokenizer, open_tokenizer, workdir_name
 from dermjax.errors import DermjaxError
 from dermjax.io import write_bytes
 from dermjax.core import sharding
-from dermjax.train import state as state_lib, text_cache, towers, watchdog
+from dermjax.train import defaults, state as state_lib, text_cache, towers, watchdog
 from dermjax.train.checkpoint import Checkpointer
 from dermjax.train.metric_writer import MetricWriter
 
@@ -92,6 +92,7 @@ def check_contamination(cfg: ml_collections.ConfigDict, workdir: str, is_main: b
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> dict:
+    defaults.validate(cfg, jax.device_count())  # before anything is written to the workdir
     os.makedirs(workdir, exist_ok=True)
     cfg = towers.resolve_config(cfg)
     is_main = jax.process_index() == 0

@@ -94,6 +94,23 @@ def test_source_errors_name_path_and_column(tmp_path):
         load_records("manifest", str(tmp_path / "m.csv"))
 
 
+def test_manifest_label_outside_the_groups_is_an_error_unless_mapped(tmp_path):
+    """Issue 15: "lupus" used to become the class "other" without a word."""
+    from dermjax.data.sources import manifest as manifest_source
+
+    (tmp_path / "m.csv").write_text("image_path,label\na.jpg,Melanoma\nb.jpg,lupus\n")
+    with pytest.raises(DermjaxError, match=r"m.csv:3: 'lupus' is not one of the diagnosis groups"):
+        load_records("manifest", str(tmp_path / "m.csv"))
+    # A benchmark manifest takes any labels as its classes.
+    assert [r["label"] for r in manifest_source.load(str(tmp_path / "m.csv"))] == ["Melanoma", "lupus"]
+    (tmp_path / "m.csv").write_text("image_path,label,diagnosis_group\na.jpg,Melanoma,\nb.jpg,lupus,Other\n")
+    recs = load_records("manifest", str(tmp_path / "m.csv"))
+    assert [(r["diagnosis"], r["diagnosis_group"]) for r in recs] == [("melanoma", "melanoma"), ("lupus", "other")]
+    (tmp_path / "m.csv").write_text("image_path,label,diagnosis_group\nb.jpg,lupus,autoimmune\n")
+    with pytest.raises(DermjaxError, match=r"m.csv:2: 'autoimmune' is not one of the diagnosis groups"):
+        load_records("manifest", str(tmp_path / "m.csv"))
+
+
 def test_tokenizer_pads_truncates_and_pickles(tiny_shards):
     import pickle
 

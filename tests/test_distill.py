@@ -176,8 +176,11 @@ def test_bad_distill_settings_fail_with_one_line(setup, tmp_path):
     with pytest.raises(DermjaxError, match="12 paired rows per batch, not a positive multiple"):
         distill.train(cfg, str(tmp_path / "b"))
     cfg = _cfg(shard_dir, str(tmp_path / "nowhere"))
-    with pytest.raises(DermjaxError, match="config.json: not found"):
+    with pytest.raises(DermjaxError, match="distill.teacher: .*nowhere does not exist"):
         distill.train(cfg, str(tmp_path / "c"))
+    (tmp_path / "empty").mkdir()  # a directory, but not a workdir
+    with pytest.raises(DermjaxError, match="config.json: not found"):
+        distill.train(_cfg(shard_dir, str(tmp_path / "empty")), str(tmp_path / "d"))
 
 
 def test_cli_dispatches_on_trainer_and_kill9_resume_is_bitwise_identical(setup, tmp_path):

@@ -125,7 +125,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
     state, start, restored_iter = ckpt.restore_newest(abstract, iterator_for, move_damaged=True,
                                                       log=log if is_main else (lambda text: None))
     if start is not None:
-        log(f"resumed from {ckpt.directory}/{start}")
+        log(f"resuming from {ckpt.directory}/{start}")
         if restored_iter is None:
             log(f"no data-iterator state for {n_proc} process(es) at step {start}; "
                 f"continuing the input stream at batch {start}")

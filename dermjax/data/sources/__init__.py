@@ -21,7 +21,8 @@ from dermjax.data.sources import (
 SOURCES: dict[str, Callable[[str], list[dict]]] = {
     "synthetic": synthetic.load,
     "ham10000": ham10000.load,
-    "manifest": manifest.load,
+    # Training data: a label outside the nine groups must be mapped, never silently "other".
+    "manifest": lambda root: manifest.load(root, require_group=True),
     "isic2019": isic2019.load,
     "isic2020": isic2020.load,
     "fitzpatrick17k": fitzpatrick17k.load,

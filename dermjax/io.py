@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -52,18 +53,25 @@ def write_jsonl(path: str, rows: Iterable[dict]) -> int:
     return n
 
 
-def read_jsonl(path: str) -> list[dict]:
+def read_jsonl(path: str, with_lines: bool = False) -> list:
+    """One JSON object per line; anything else is a one-line error naming the line.
+    with_lines: (line number, object) pairs, for callers that check fields themselves."""
     if not os.path.isfile(path):
         raise DermjaxError(f"{path}: file not found")
     rows = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DermjaxError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise DermjaxError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
+            except (ValueError, RecursionError) as e:
+                raise DermjaxError(f"{path}:{lineno}: not valid JSON ({getattr(e, 'msg', e)})") from None
+            if not isinstance(row, dict):
+                raise DermjaxError(f"{path}:{lineno}: not a JSON object")
+            rows.append((lineno, row) if with_lines else row)
     return rows
 
 
@@ -79,3 +87,11 @@ def read_json(path: str, what: str | None = None):
         if isinstance(e, json.JSONDecodeError):
             raise DermjaxError(f"{path}: not valid JSON ({e.msg})") from None
         raise DermjaxError(f"{path}: file not found") from None
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -55,16 +55,23 @@ def text(value) -> str:
     return "" if value is None else str(value).strip()
 
 
-def age_of(value, where: str, column: str):
+def number_of(value, where: str, column: str, low: float, high: float, what: str,
+              whole: bool = False):
+    """A number from low..high (an int if `whole`), None for blank. Overflowing, infinite and
+    NaN spellings ("1e400", "inf", "-nan") fall outside any range, so they are errors too."""
     if blank(value):
         return None
     try:
-        age = float(value)
+        x = float(value)
     except ValueError:
         raise DermjaxError(f"{where}: column {column!r} is not a number: {value!r}") from None
-    if not 0 <= age <= 130:
-        raise DermjaxError(f"{where}: column {column!r} is not an age in years: {value!r}")
-    return age
+    if not low <= x <= high or whole and not x.is_integer():
+        raise DermjaxError(f"{where}: column {column!r} is not {what}: {value!r}")
+    return int(x) if whole else x
+
+
+def age_of(value, where: str, column: str):
+    return number_of(value, where, column, 0, 130, "an age in years")
 
 
 _SEX = {"male": "male", "m": "male", "man": "male", "female": "female", "f": "female", "woman": "female"}
@@ -89,7 +96,8 @@ def fitzpatrick_of(value, where: str, column: str):
         f = float(s)
     except ValueError:
         raise DermjaxError(f"{where}: column {column!r} is not a Fitzpatrick type: {value!r}") from None
-    if f != int(f) or not 1 <= f <= 6:
+    # The range test first: int() of "inf" or "nan" raises.
+    if not 1 <= f <= 6 or not f.is_integer():
         raise DermjaxError(f"{where}: column {column!r} is not a Fitzpatrick type 1..6: {value!r}")
     return int(f)
 
@@ -293,3 +301,12 @@ def diagnosis_of(name: str) -> tuple[str, str, str | None]:
     if mixed:
         return OTHER, s, ("benign" if benign and not malignant else None)
     return OTHER, s, ("malignant" if malignant else "benign" if benign else None)
+
+
+def diagnosis_in(name, where: str, column: str) -> tuple[str, str, str | None]:
+    """diagnosis_of for a table cell, where a name with no words in it ("-", "Photos") is the
+    cell's error rather than a ValueError."""
+    try:
+        return diagnosis_of(name)
+    except ValueError:
+        raise DermjaxError(f"{where}: column {column!r} names no diagnosis: {name!r}") from None

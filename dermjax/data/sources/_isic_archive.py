@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from dermjax.data.sources._common import (
-    AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, ISIC_SITE, age_of, diagnosis_of, fitzpatrick_of,
+    AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, ISIC_SITE, age_of, diagnosis_in, fitzpatrick_of,
     image_index, make_record, sex_of, site_of, text)
 from dermjax.data.sources._csv import read_table
 from dermjax.errors import DermjaxError
@@ -61,15 +61,16 @@ def load(root: str, dataset: str, csv_names: tuple[str, ...] = CSV_NAMES) -> lis
     levels = [c for c in LEVELS if c in columns]
     images = image_index(os.path.dirname(os.path.abspath(path)), (".", "images"))
     out = []
-    for i, row in enumerate(rows, 2):
-        where = f"{path}:{i}"
+    for row in rows:
+        where = f"{path}:{row.line}"
         isic_id = text(row["isic_id"])
-        raw = next((text(row[c]) for c in levels if text(row[c])), "")
+        level = next((c for c in levels if text(row[c])), None)
         if not isic_id:
             raise DermjaxError(f"{where}: empty isic_id")
-        if not raw:
+        if level is None:
             raise DermjaxError(f"{where}: no diagnosis in {', '.join(levels)}")
-        group, diagnosis, malignancy = WORDS.get(raw.lower()) or diagnosis_of(raw)
+        raw = text(row[level])
+        group, diagnosis, malignancy = WORDS.get(raw.lower()) or diagnosis_in(raw, where, level)
         if group == OTHER and malignancy is None:
             top = text(row.get("diagnosis_1") or row.get("benign_malignant")).lower()
             malignancy = {"benign": "benign", "malignant": "malignant"}.get(top)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from dermjax.data.sources._common import (
-    AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, ISIC_SITE, age_of, diagnosis_of, image_index,
+    AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, ISIC_SITE, age_of, diagnosis_in, image_index,
     make_record, sex_of, site_of, text)
 from dermjax.data.sources._csv import read_table
 from dermjax.errors import DermjaxError
@@ -55,15 +55,15 @@ def load(root: str) -> list[dict]:
     id_column = next(c for c in ID_COLUMNS if c in columns)
     images = image_index(os.path.dirname(os.path.abspath(path)), IMAGE_FOLDERS)
     out = []
-    for i, row in enumerate(rows, 2):
-        where = f"{path}:{i}"
+    for row in rows:
+        where = f"{path}:{row.line}"
         name = text(row[id_column])
         raw = text(row["diagnosis"])
         if not name:
             raise DermjaxError(f"{where}: empty {id_column}")
         if not raw:
             raise DermjaxError(f"{where}: empty diagnosis")
-        group, diagnosis, malignancy = DX.get(raw.upper()) or diagnosis_of(raw)
+        group, diagnosis, malignancy = DX.get(raw.upper()) or diagnosis_in(raw, where, "diagnosis")
         stem = os.path.splitext(name)[0]
         site, site_detail = site_of(row.get("anatom_site_general"), ISIC_SITE)
         out.append(make_record(

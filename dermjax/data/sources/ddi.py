@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from dermjax.data.sources._common import bool_of, diagnosis_of, image_index, make_record, text
+from dermjax.data.sources._common import bool_of, diagnosis_in, image_index, make_record, text
 from dermjax.data.sources._csv import read_rows
 from dermjax.errors import DermjaxError
 
@@ -26,8 +26,8 @@ def load(root: str) -> list[dict]:
     rows = read_rows(path, REQUIRED)
     images = image_index(root, (".", "images"))
     out = []
-    for i, row in enumerate(rows, 2):
-        where = f"{path}:{i}"
+    for row in rows:
+        where = f"{path}:{row.line}"
         file = text(row["DDI_file"])
         disease = text(row["disease"])
         if not file or not disease:
@@ -38,7 +38,7 @@ def load(root: str) -> list[dict]:
         tone = text(row["skin_tone"])
         if tone and tone not in SKIN_TONE:
             raise DermjaxError(f"{where}: column 'skin_tone' is not 12, 34 or 56: {tone!r}")
-        group, diagnosis, _ = diagnosis_of(disease)
+        group, diagnosis, _ = diagnosis_in(disease, where, "disease")
         stem = os.path.splitext(file)[0]
         out.append(make_record(
             "ddi", stem, diagnosis=diagnosis, group=group, modality="clinical",

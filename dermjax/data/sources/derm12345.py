@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from dermjax.data.sources._common import (
-    AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, diagnosis_of, image_index, make_record, text)
+    AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, diagnosis_in, image_index, make_record, text)
 from dermjax.data.sources._csv import read_table
 from dermjax.errors import DermjaxError
 
@@ -66,8 +66,8 @@ def load(root: str) -> list[dict]:
     out = []
     for path, split in _tables(root):
         rows, _ = read_table(path, ("image_id", "label"))
-        for i, row in enumerate(rows, 2):
-            where = f"{path}:{i}"
+        for row in rows:
+            where = f"{path}:{row.line}"
             image_id, code = text(row["image_id"]), text(row["label"]).lower()
             if not image_id or not code:
                 raise DermjaxError(f"{where}: empty image_id or label")
@@ -77,7 +77,7 @@ def load(root: str) -> list[dict]:
                 if not words:
                     raise DermjaxError(f"{where}: unknown label {row['label']!r} (not a DERM12345 "
                                        f"subclass code, and no main_class_2 to read it from)")
-                hit = diagnosis_of(words)
+                hit = diagnosis_in(words, where, "main_class_2")
             group, diagnosis, malignancy = hit
             stem = os.path.splitext(image_id)[0]
             out.append(make_record(

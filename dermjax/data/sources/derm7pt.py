@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from dermjax.data.sources._common import (
-    BCC, DF, MEL, NEV, OTHER, SK, VASC, existing, make_record, sex_of, site_of, text)
+    BCC, DF, MEL, NEV, OTHER, SK, VASC, existing, make_record, number_of, sex_of, site_of, text)
 from dermjax.data.sources._csv import blank, read_rows
 from dermjax.errors import DermjaxError
 
@@ -100,12 +100,8 @@ def _diagnosis(raw: str, where: str) -> tuple[str, str, str | None]:
 
 
 def _score(value, where: str):
-    if blank(value):
-        return None
-    try:
-        return int(float(value))
-    except ValueError:
-        raise DermjaxError(f"{where}: column 'seven_point_score' is not a number: {value!r}") from None
+    # Three major criteria at 2 points and four minor at 1 make 10 at most.
+    return number_of(value, where, "seven_point_score", 0, 10, "a seven-point score 0..10", whole=True)
 
 
 def load(root: str) -> list[dict]:
@@ -115,8 +111,8 @@ def load(root: str) -> list[dict]:
     rows = read_rows(path, REQUIRED)
     images = os.path.join(os.path.abspath(root), "images")
     out = []
-    for i, row in enumerate(rows, 2):
-        where = f"{path}:{i}"
+    for row in rows:
+        where = f"{path}:{row.line}"
         case = text(row["case_num"])
         if not case:
             raise DermjaxError(f"{where}: empty case_num")

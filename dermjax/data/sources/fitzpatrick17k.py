@@ -48,8 +48,8 @@ def load(root: str) -> list[dict]:
     rows = read_rows(path, REQUIRED)
     images = image_index(root, ("images",))
     out = []
-    for i, row in enumerate(rows, 2):
-        where = f"{path}:{i}"
+    for row in rows:
+        where = f"{path}:{row.line}"
         image_id = text(row["md5hash"])
         label = text(row["label"]).lower()
         if not image_id or not label:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 
 from dermjax.errors import DermjaxError
-from dermjax.data.sources._csv import blank, read_rows
+from dermjax.data.sources._common import age_of
+from dermjax.data.sources._csv import read_rows
 from dermjax.notes.ontology import MALIGNANCY
 
 # dx code -> (diagnosis group, specific diagnosis), CONTRACT section 2.
@@ -49,7 +50,7 @@ def record_from_row(row: dict, where: str) -> dict:
         "diagnosis": diagnosis,
         "diagnosis_group": group,
         "malignancy": MALIGNANCY[group],
-        "age": None if blank(row["age"]) else float(row["age"]),
+        "age": age_of(row["age"], where, "age"),
         "sex": sex if sex in ("male", "female") else None,
         "body_site": site if site in SITES else None,
         "fitzpatrick": None,
@@ -65,8 +66,8 @@ def load(root: str) -> list[dict]:
     if not os.path.isdir(images):
         raise DermjaxError(f"{images}: image folder not found")
     out = []
-    for i, row in enumerate(rows, 2):
-        rec = record_from_row(row, f"{csv_path}:{i}")
+    for row in rows:
+        rec = record_from_row(row, f"{csv_path}:{row.line}")
         rec["image_path"] = os.path.join(images, rec["image_id"] + ".jpg")
         out.append(rec)
     return out

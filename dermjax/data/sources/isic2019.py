@@ -40,12 +40,12 @@ def load(root: str) -> list[dict]:
     truth = read_rows(gt_path, ("image",) + CLASSES)
     meta_rows = read_rows(meta_path, META_COLUMNS)
     meta = {}
-    for i, row in enumerate(meta_rows, 2):
-        meta[text(row["image"])] = (row, f"{meta_path}:{i}")
+    for row in meta_rows:
+        meta[text(row["image"])] = (row, f"{meta_path}:{row.line}")
     images = image_index(root, (IMAGES,))
     out = []
-    for i, row in enumerate(truth, 2):
-        where = f"{gt_path}:{i}"
+    for row in truth:
+        where = f"{gt_path}:{row.line}"
         image_id = text(row["image"])
         if not image_id:
             raise DermjaxError(f"{where}: empty image name")

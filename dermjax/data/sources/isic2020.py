@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from dermjax.data.sources._common import (
-    MEL, NEV, OTHER, SK, ISIC_SITE, age_of, diagnosis_of, image_index, make_record, sex_of,
+    MEL, NEV, OTHER, SK, ISIC_SITE, age_of, diagnosis_in, image_index, make_record, sex_of,
     site_of, text)
 from dermjax.data.sources._csv import read_rows
 from dermjax.errors import DermjaxError
@@ -41,15 +41,15 @@ def load(root: str) -> list[dict]:
     rows = read_rows(path, REQUIRED)
     images = image_index(root, IMAGE_FOLDERS)
     out = []
-    for i, row in enumerate(rows, 2):
-        where = f"{path}:{i}"
+    for row in rows:
+        where = f"{path}:{row.line}"
         image_id = text(row["image_name"])
         if not image_id:
             raise DermjaxError(f"{where}: empty image_name")
         raw = text(row["diagnosis"])
         if not raw:
             raise DermjaxError(f"{where}: empty diagnosis")
-        group, diagnosis = DX.get(raw.lower()) or diagnosis_of(raw)[:2]
+        group, diagnosis = DX.get(raw.lower()) or diagnosis_in(raw, where, "diagnosis")[:2]
         site, site_detail = site_of(row["anatom_site_general_challenge"], ISIC_SITE)
         out.append(make_record(
             "isic2020", image_id, diagnosis=diagnosis, group=group,

@@ -4,11 +4,10 @@ from __future__ import annotations
 import os
 
 from dermjax.errors import DermjaxError
+from dermjax.data.sources._common import age_of, fitzpatrick_of
 from dermjax.data.sources._csv import blank, read_rows
 from dermjax.notes.ontology import DIAGNOSIS_GROUPS, MALIGNANCY
 
-_INT_FIELDS = ("fitzpatrick",)
-_FLOAT_FIELDS = ("age",)
 _STR_FIELDS = ("patient_id", "modality", "diagnosis", "diagnosis_group", "sex", "body_site",
                "confirmation", "image_id", "dataset")
 
@@ -25,18 +24,16 @@ def load(path: str, require_group: bool = False) -> list[dict]:
     base = os.path.dirname(os.path.abspath(path))
     name = os.path.splitext(os.path.basename(path))[0]
     out = []
-    for lineno, row in enumerate(rows, 2):
-        where = f"{path}:{lineno}"
-        label = (row.get("label") or "").strip()
+    for row in rows:
+        where = f"{path}:{row.line}"
+        label = row["label"].strip()
         if not label or blank(row.get("image_path")):
             raise DermjaxError(f"{where}: empty image_path or label")
         rec: dict = {"findings": {}, "label": label}
         for f in _STR_FIELDS:
             rec[f] = None if blank(row.get(f)) else row[f].strip()
-        for f in _FLOAT_FIELDS:
-            rec[f] = None if blank(row.get(f)) else _number(row[f], float, where, f)
-        for f in _INT_FIELDS:
-            rec[f] = None if blank(row.get(f)) else _number(row[f], int, where, f)
+        rec["age"] = age_of(row.get("age"), where, "age")
+        rec["fitzpatrick"] = fitzpatrick_of(row.get("fitzpatrick"), where, "fitzpatrick")
         rec["image_path"] = os.path.join(base, row["image_path"].strip())
         rec["image_id"] = rec["image_id"] or os.path.splitext(row["image_path"].strip())[0]
         rec["dataset"] = rec["dataset"] or name
@@ -54,10 +51,3 @@ def load(path: str, require_group: bool = False) -> list[dict]:
         rec["malignancy"] = MALIGNANCY.get(rec["diagnosis_group"]) if rec["diagnosis_group"] else None
         out.append(rec)
     return out
-
-
-def _number(value: str, kind, where: str, field: str):
-    try:
-        return kind(float(value)) if kind is int else kind(value)
-    except ValueError:
-        raise DermjaxError(f"{where}: column {field!r} is not a number: {value!r}") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from dermjax.data.sources._common import (
-    AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, age_of, existing, make_record, one_hot,
+    AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, age_of, existing, make_record, number_of, one_hot,
     sex_of, site_of, text)
 from dermjax.data.sources._csv import read_rows
 from dermjax.errors import DermjaxError
@@ -50,13 +50,7 @@ def _modality(value):
 
 
 def _skin_tone(value, where: str):
-    s = text(value)
-    if not s or s.lower() == "nan":
-        return None
-    try:
-        return int(float(s))
-    except ValueError:
-        raise DermjaxError(f"{where}: column 'skin_tone_class' is not a number: {value!r}") from None
+    return number_of(value, where, "skin_tone_class", 0, 5, "a skin tone class 0..5", whole=True)
 
 
 def load(root: str) -> list[dict]:
@@ -66,14 +60,14 @@ def load(root: str) -> list[dict]:
     meta = read_rows(meta_path, ("lesion_id", "isic_id", "image_type", "age_approx", "sex",
                                  "skin_tone_class", "site"))
     label = {}
-    for i, row in enumerate(truth, 2):
-        label[text(row["lesion_id"])] = DX[one_hot(row, CLASSES, f"{gt_path}:{i}")]
+    for row in truth:
+        label[text(row["lesion_id"])] = DX[one_hot(row, CLASSES, f"{gt_path}:{row.line}")]
     images = os.path.join(os.path.abspath(root), IMAGES)
     if os.path.isdir(os.path.join(images, IMAGES)):  # the zip unpacks into a folder of its own name
         images = os.path.join(images, IMAGES)
     out = []
-    for i, row in enumerate(meta, 2):
-        where = f"{meta_path}:{i}"
+    for row in meta:
+        where = f"{meta_path}:{row.line}"
         lesion, isic_id = text(row["lesion_id"]), text(row["isic_id"])
         if not lesion or not isic_id:
             raise DermjaxError(f"{where}: empty lesion_id or isic_id")

@@ -15,9 +15,9 @@ import os
 import re
 
 from dermjax.data.sources._common import (
-    BCC, MEL, NEV, SCC, age_of, bool_of, diagnosis_of, fitzpatrick_of, image_index, make_record,
+    BCC, MEL, NEV, SCC, age_of, bool_of, diagnosis_in, fitzpatrick_of, image_index, make_record,
     sex_of, text)
-from dermjax.data.sources._csv import read_table
+from dermjax.data.sources._csv import Row, read_table
 from dermjax.errors import DermjaxError
 
 TABLES = ("release_midas.csv", "midas.csv", "release_midas.xlsx")
@@ -42,7 +42,8 @@ def _rows(root: str) -> tuple[str, list[dict]]:
         sheet = openpyxl.load_workbook(path, read_only=True).active
         values = list(sheet.iter_rows(values_only=True))
         header = [text(h) for h in values[0]]
-        return path, [dict(zip(header, ("" if v is None else str(v) for v in row))) for row in values[1:]]
+        return path, [Row(zip(header, ("" if v is None else str(v) for v in row)), line)
+                      for line, row in enumerate(values[1:], 2)]
     raise DermjaxError(f"{root}: no MRA-MIDAS table (looked for {', '.join(TABLES)})")
 
 
@@ -50,8 +51,8 @@ def load(root: str) -> list[dict]:
     path, rows = _rows(root)
     images = image_index(root, (".", "images"))
     out = []
-    for i, row in enumerate(rows, 2):
-        where = f"{path}:{i}"
+    for row in rows:
+        where = f"{path}:{row.line}"
         name = text(row.get("midas_file_name"))
         raw = text(row.get("midas_path"))
         if not name:
@@ -60,7 +61,7 @@ def load(root: str) -> list[dict]:
             continue
         m = re.fullmatch(r"\s*(benign|malignant|premalignant)\s*-\s*(.*)", raw.lower())
         words = m.group(2).strip() if m else raw.lower()
-        group, diagnosis, malignancy = WORDS.get(words) or diagnosis_of(words)
+        group, diagnosis, malignancy = WORDS.get(words) or diagnosis_in(words, where, "midas_path")
         if m and malignancy is None:
             malignancy = m.group(1)
         stem = os.path.splitext(name)[0]

@@ -14,7 +14,7 @@ import os
 
 from dermjax.data.sources._common import (
     AK, BCC, MEL, NEV, SCC, SK, age_of, bool_of, fitzpatrick_of, image_index, make_record,
-    sex_of, site_of, text)
+    number_of, sex_of, site_of, text)
 from dermjax.data.sources._csv import read_rows
 from dermjax.errors import DermjaxError
 
@@ -43,12 +43,8 @@ HISTORY = ("smoke", "drink", "pesticide", "skin_cancer_history", "cancer_history
 
 
 def _diameter(value, where: str, column: str):
-    if not text(value):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise DermjaxError(f"{where}: column {column!r} is not a number: {value!r}") from None
+    # A metre is far beyond any skin lesion; the bound is there to refuse "inf" and typos.
+    return number_of(value, where, column, 0, 1000, "a diameter in mm")
 
 
 def load(root: str) -> list[dict]:
@@ -56,8 +52,8 @@ def load(root: str) -> list[dict]:
     rows = read_rows(path, REQUIRED)
     images = image_index(root, IMAGE_FOLDERS)
     out = []
-    for i, row in enumerate(rows, 2):
-        where = f"{path}:{i}"
+    for row in rows:
+        where = f"{path}:{row.line}"
         img = text(row["img_id"])
         if not img:
             raise DermjaxError(f"{where}: empty img_id")

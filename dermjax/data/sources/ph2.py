@@ -12,6 +12,7 @@ import os
 import re
 
 from dermjax.data.sources._common import MEL, NEV, existing, make_record, text
+from dermjax.data.sources._csv import read_lines
 from dermjax.errors import DermjaxError
 
 TABLE = "PH2_dataset.txt"
@@ -42,10 +43,7 @@ def _cells(line: str) -> list[str]:
 
 
 def _read(path: str) -> list[tuple[int, dict]]:
-    if not os.path.isfile(path):
-        raise DermjaxError(f"{path}: file not found")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = f.read().splitlines()
+    lines = read_lines(path)
     header, rows = None, []
     for lineno, line in enumerate(lines, 1):
         if not line.strip().startswith("|"):
@@ -64,7 +62,8 @@ def _read(path: str) -> list[tuple[int, dict]]:
         if not any(cells) or all(re.fullmatch(r"-*", c) for c in cells):
             continue
         if len(cells) != len(header):
-            raise DermjaxError(f"{path}:{lineno}: {len(cells)} cells, the header has {len(header)}")
+            raise DermjaxError(f"{path}:{lineno}: {len(cells)} cells where the header has "
+                               f"{len(header)} columns")
         rows.append((lineno, dict(zip(header, cells))))
     if header is None:
         raise DermjaxError(f"{path}: no table header with a 'Name' column")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import os
 
-from dermjax.data.sources._common import diagnosis_of, existing, fitzpatrick_of, make_record, sex_of, text
+from dermjax.data.sources._common import diagnosis_in, existing, fitzpatrick_of, make_record, sex_of, text
 from dermjax.data.sources._csv import read_table
 from dermjax.errors import DermjaxError
 
@@ -48,28 +48,35 @@ def _yes(value) -> bool:
     return text(value).upper() in ("YES", "TRUE", "1")
 
 
+def _literal(raw: str, where: str, column: str, kind: type, what: str):
+    """A cell SCIN wrote as a Python literal (a dict or list repr)."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        value = None  # unhashable keys, null bytes and deep nesting all land here
+    if not isinstance(value, kind):
+        raise DermjaxError(f"{where}: column {column!r} is not a {what}: {raw[:60]!r}")
+    return value
+
+
 def _top_condition(row: dict, where: str):
-    raw = text(row.get("weighted_skin_condition_label"))
+    """(condition name, the column it was read from), or None when no label was given."""
+    column = "weighted_skin_condition_label"
+    raw = text(row.get(column))
     if raw and raw not in ("{}", "nan"):
-        try:
-            weights = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            raise DermjaxError(f"{where}: column 'weighted_skin_condition_label' is not a "
-                               f"{{condition: weight}} map: {raw[:60]!r}") from None
-        if not isinstance(weights, dict):
-            raise DermjaxError(f"{where}: column 'weighted_skin_condition_label' is not a map")
+        weights = _literal(raw, where, column, dict, "{condition: weight} map")
+        if not all(isinstance(w, (int, float)) for w in weights.values()):
+            raise DermjaxError(f"{where}: column {column!r} has a weight that is not a number: "
+                               f"{raw[:60]!r}")
         if weights:
             # max() keeps the first of equal weights: the order the labels were given in.
-            return max(weights, key=lambda k: weights[k])
-    raw = text(row.get("dermatologist_skin_condition_on_label_name"))
+            return str(max(weights, key=lambda k: weights[k])), column
+    column = "dermatologist_skin_condition_on_label_name"
+    raw = text(row.get(column))
     if raw and raw not in ("[]", "nan"):
-        try:
-            names = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            raise DermjaxError(f"{where}: column 'dermatologist_skin_condition_on_label_name' "
-                               f"is not a list: {raw[:60]!r}") from None
+        names = _literal(raw, where, column, list, "list")
         if names:
-            return str(names[0])
+            return str(names[0]), column
     return None
 
 
@@ -97,19 +104,20 @@ def load(root: str) -> list[dict]:
     labels, _ = read_table(labels_path, ("case_id",), one_of=(
         "weighted_skin_condition_label", "dermatologist_skin_condition_on_label_name"))
     label_of = {}
-    for i, row in enumerate(labels, 2):
-        condition = _top_condition(row, f"{labels_path}:{i}")
-        if condition:
-            label_of[text(row["case_id"])] = condition
+    for row in labels:
+        where = f"{labels_path}:{row.line}"
+        top = _top_condition(row, where)
+        if top:
+            condition, column = top
+            label_of[text(row["case_id"])] = condition, diagnosis_in(condition, where, column)
     symptom_columns = [c for c in columns if c.startswith(SYMPTOM_PREFIX)]
     out = []
-    for i, row in enumerate(cases, 2):
-        where = f"{cases_path}:{i}"
+    for row in cases:
+        where = f"{cases_path}:{row.line}"
         case = text(row["case_id"])
-        condition = label_of.get(case)
-        if not case or not condition:
+        if not case or case not in label_of:
             continue
-        group, diagnosis, malignancy = diagnosis_of(condition)
+        condition, (group, diagnosis, malignancy) = label_of[case]
         ticked = [c for c in BODY_PARTS if _yes(row.get(c))]
         site = BODY_PARTS[ticked[0]] if len(ticked) == 1 else None
         findings = {}

@@ -20,7 +20,10 @@ def load(root: str) -> list[dict]:
     root = os.path.abspath(root)
     out = []
     for category in sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith(".")):
-        group, diagnosis, malignancy = diagnosis_of(category)
+        try:
+            group, diagnosis, malignancy = diagnosis_of(category)
+        except ValueError:
+            raise DermjaxError(f"{os.path.join(root, category)}: category folder name has no words") from None
         for folder, dirs, files in os.walk(os.path.join(root, category)):
             dirs.sort()
             rel = os.path.relpath(folder, os.path.join(root, category)).replace(os.sep, "/")

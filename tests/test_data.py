@@ -9,6 +9,7 @@ import pytest
 from dermjax.data import pipeline, records as records_lib, shards, splits, tokenizer
 from dermjax.data.sources import load_records
 from dermjax.errors import DermjaxError
+from dermjax.io import sha256_file
 from tests.helpers import ham_root, tiny_notes, tiny_records
 
 
@@ -43,7 +44,7 @@ def test_shards_roundtrip_and_manifest(tiny_shards):
     assert seen == len(recs)
     for split in shards.SPLITS:
         for s in manifest["splits"][split]["shards"]:
-            assert shards._file_sha256(os.path.join(out, s["file"])) == s["sha256"]
+            assert sha256_file(os.path.join(out, s["file"])) == s["sha256"]
 
 
 def test_patients_never_cross_splits(tiny_shards):

@@ -223,6 +223,29 @@ def test_manifest_benchmark_writes_the_three_outputs(trained, tmp_path):
         assert f"]({png})" in report and open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bad_eval_input_is_status_2_on_every_path(trained, tmp_path):
+    """Issue 15: a header-only manifest was "n=0, ok" with status 0; an unreadable image was
+    status 2 when it stopped loading but 1 when it stopped scoring."""
+    w, train, recs = trained
+    cols = ["image_path", "label"]
+    empty = write_csv(str(tmp_path / "empty.csv"), cols, [])
+    p = run("dermjax.cli.evaluate", "--workdir", train, "--manifest", empty, "--out", str(tmp_path / "o1"), check=False)
+    assert p.returncode == 2 and p.stderr.strip() == f"error: {empty}: no rows after the header; nothing to evaluate"
+    broken = tmp_path / "img" / "broken.jpg"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    bad = write_csv(str(tmp_path / "bad.csv"), cols, [[r["image_path"], r["diagnosis_group"]] for r in recs[:6]]
+                    + [[str(broken), "melanoma"]])
+    gone = write_csv(str(tmp_path / "gone.csv"), cols, [[str(tmp_path / "nowhere.jpg"), "melanoma"]])
+    for manifest, why in ((bad, "broken.jpg: cannot read image"), (gone, "1 of 1 images not found")):
+        p = run("dermjax.cli.evaluate", "--workdir", train, "--manifest", manifest, "--shards", w / "shards",
+                "--out", str(tmp_path / "o2"), "--no-probes", check=False)
+        errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+        assert p.returncode == 2 and len(errors) == 2 and why in errors[0], p.stderr[-2000:]
+        assert os.path.isfile(tmp_path / "o2" / "tiny-test.json")  # the readable benchmark still is scored
+        assert not os.path.exists(tmp_path / "o2" / "bad.json") and not os.path.exists(tmp_path / "o2" / "gone.json")
+
+
 def test_named_benchmarks_bad_input_and_retrieval(trained, tmp_path):
     w, train, _ = trained
     root = tmp_path / "data"
@@ -235,9 +258,10 @@ def test_named_benchmarks_bad_input_and_retrieval(trained, tmp_path):
     out = tmp_path / "out"
     p = run("dermjax.cli.evaluate", "--workdir", train, "--benchmarks", "all", "--data-root", str(root),
             "--out", str(out), "--notes-per-image", "2", "--prompts", str(prompts), check=False)
-    assert p.returncode == 1
+    assert p.returncode == 2  # bad input, however many benchmarks failed
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]  # not progress bars
-    assert len(errors) == 2, p.stderr
+    assert len(errors) == 3, p.stderr
+    assert errors[2] == "error: 2 benchmark(s) failed: derm12345, ham10000"
     assert errors[0].startswith("error: derm12345: ") and "unknown label 'zzz'" in errors[0]
     assert errors[1].startswith("error: ham10000: benchmark ham10000: 1 of 24 images not found")
     assert f"missing: bcn20000: {root / 'bcn20000'} not found" in p.stdout

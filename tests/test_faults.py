@@ -1,7 +1,11 @@
 """Fault injection in one place: a stage killed with SIGKILL at random points, then rerun with
 the same settings, changed settings or changed inputs, must give exactly what an uninterrupted
 run with the final settings and inputs gives, record for record; nothing already written may be
-reused when it no longer matches. Plus the damage a rerun has to notice."""
+reused when it no longer matches. Plus the damage (corrupt bytes) a rerun has to notice.
+
+Stages: notes, shards, tokenizer, train (checkpoints), eval and export. Two more cases live
+beside the code they exercise: tests/test_train.py (kill -9 after a checkpoint, resume bitwise
+identical; SIGTERM) and tests/test_llm.py (an LLM notes run killed midway, torn partial file)."""
 import json
 import os
 import random
@@ -172,6 +176,101 @@ def test_verify_checks_ids_and_counts_against_the_manifest(source, tmp_path):
     assert any("is also in" in l for l in problems)
 
 
+def _killed_at(target: str, after: int, cli: str, *args) -> subprocess.CompletedProcess:
+    """Runs `python -m cli args` with SIGKILL sent to itself on call `after` + 1 of `target`
+    ("module:attr" or "module:Class.method"): a kill at a chosen point, not a racing timer."""
+    module, attr = target.split(":")
+    code = (
+        "import importlib, os, signal\n"
+        f"owner = importlib.import_module({module!r})\n"
+        f"*path, name = {attr!r}.split('.')\n"
+        "for p in path: owner = getattr(owner, p)\n"
+        "real, calls = getattr(owner, name), [0]\n"
+        "def wrapped(*a, **k):\n"
+        f"    if calls[0] == {after}: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    calls[0] += 1\n"
+        "    return real(*a, **k)\n"
+        "setattr(owner, name, wrapped)\n"
+        f"importlib.import_module({cli!r}).main({list(args)!r})\n")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == -signal.SIGKILL, f"not killed ({r.returncode}): {r.stderr[-1500:]}"
+    return r
+
+
+def _flip_byte(path: str, at: float = 0.5) -> None:
+    with open(path, "r+b") as f:
+        f.seek(int(os.path.getsize(path) * at))
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+# --- notes -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_notes_killed_then_rerun_equals_an_uninterrupted_run(source, tmp_path, seed):
+    data, reference = source  # written in one go by the fixture
+    out = str(tmp_path / "notes.jsonl")
+    args = ["notes", "--source", "synthetic", "--root", data, "--out", out, "--styles", "template"]
+    k = random.Random(seed).randint(1, 150)
+    _killed_at("dermjax.notes.synthesize:_PartialFile.append", k, "dermjax.cli.prep", *args)
+    assert not os.path.exists(out) and len(open(out + ".partial").read().splitlines()) == k + 1  # header + k rows
+    r = _prep(*args)
+    assert f"({k} resumed from an earlier run)" in r.stdout
+    assert open(out, "rb").read() == open(reference, "rb").read()
+    # Corrupt bytes in the finished file: the next run notices and writes it again.
+    _flip_byte(out)
+    assert "reusing" not in _prep(*args).stdout
+    assert open(out, "rb").read() == open(reference, "rb").read()
+    assert "reusing" in _prep(*args).stdout
+
+
+# --- tokenizer -------------------------------------------------------------------------------
+
+def test_tokenizer_killed_or_damaged_then_rerun_equals_an_uninterrupted_run(source, tmp_path):
+    data, notes = source
+    reference, out = str(tmp_path / "reference"), str(tmp_path / "out")
+    for d in (reference, out):
+        _prep(*_shards_args(data, notes, d, 32))
+    _prep("tokenizer", "--shards", reference, "--vocab-size", "200")
+    want = open(os.path.join(reference, "tokenizer.model"), "rb").read()
+    # Killed after the model file is written but before the manifest names it.
+    _killed_at("dermjax.cli.prep:write_json", 0, "dermjax.cli.prep", "tokenizer", "--shards", out,
+               "--vocab-size", "200")
+    assert shards.load_manifest(out)["tokenizer"] is None
+    assert "reusing" not in _prep("tokenizer", "--shards", out, "--vocab-size", "200").stdout
+    model = os.path.join(out, "tokenizer.model")
+    assert open(model, "rb").read() == want
+    _flip_byte(model, 0.3)
+    r = subprocess.run([sys.executable, "-m", "dermjax.cli.train", "--config", "configs/quickstart.py:tiny",
+                        "--workdir", str(tmp_path / "w"), f"--config.data.shards={out}",
+                        f"--config.data.tokenizer={model}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert r.returncode == 2 and len(errors) == 1 and model in errors[0], r.stderr[-1500:]
+    assert "reusing" not in _prep("tokenizer", "--shards", out, "--vocab-size", "200").stdout
+    assert open(model, "rb").read() == want
+
+
+def test_printed_counts_are_written_counts_when_images_are_skipped(source, tmp_path):
+    """Issue 15: `--on-bad-image skip` printed "70 examples" when 67 were written."""
+    data, notes = source
+    work = str(tmp_path / "data")
+    shutil.copytree(data, work)
+    rows = [json.loads(l) for l in open(os.path.join(work, "records.jsonl"))]
+    for row in rows[10:13]:
+        with open(os.path.join(work, row["image_path"]), "wb") as f:
+            f.write(b"not a jpeg")
+    out = str(tmp_path / "out")
+    r = _prep(*_shards_args(work, notes, out, 32), "--on-bad-image", "skip")
+    written = sum(len(shards.read_split(out, split)) for split in shards.SPLITS)
+    assert written == len(rows) - 3
+    assert f"shards: {written} examples written of {len(rows)} records (3 unreadable images skipped)" in r.stdout
+
+
 # --- checkpoints -----------------------------------------------------------------------------
 
 from tests.helpers import tiny_shard_dir  # noqa: E402
@@ -203,14 +302,6 @@ def _damage(step_dir: str, how: str) -> str:
         victim = os.path.join(state, {"metadata": "_METADATA", "manifest": "manifest.ocdbt"}[how])
     os.remove(victim)
     return victim
-
-
-def _evaluate(work, out):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    return subprocess.run([sys.executable, "-m", "dermjax.cli.evaluate", "--workdir", work,
-                           "--manifest", os.path.join(os.path.dirname(work), "shards", "..", "images_manifest.csv"),
-                           "--out", out], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("how", ["data file", "metadata", "manifest"])
@@ -247,3 +338,55 @@ def test_no_readable_checkpoint_is_one_line_and_status_2(trained, tmp_path):
     errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
     assert len(errors) == 1 and "no readable checkpoint (steps 6, 3 are damaged)" in errors[0]
     assert "Traceback" not in r.stderr
+
+
+# --- eval and export -------------------------------------------------------------------------
+
+def _run(cli, *args, check=True):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    r = subprocess.run([sys.executable, "-m", cli, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    if check and r.returncode:
+        raise AssertionError(f"{cli} {' '.join(args)} exited {r.returncode}: {r.stderr[-1500:]}")
+    return r
+
+
+def _files(folder, ends=(".json", ".csv", ".md", ".safetensors", ".model")) -> dict:
+    """Every output by name; the report names its own folder, which is not content."""
+    read = lambda n: open(os.path.join(folder, n), "rb").read().replace(str(folder).encode(), b"OUT")
+    return {n: read(n) for n in sorted(os.listdir(folder)) if n.endswith(ends)}
+
+
+def test_eval_killed_while_writing_then_rerun_equals_an_uninterrupted_run(trained, tmp_path):
+    _, work = trained
+    shard_dir = os.path.join(os.path.dirname(work), "shards")
+    args = lambda out, *more: ["--workdir", work, "--shards", shard_dir, "--no-probes", "--out", out, *more]
+    reference, out = str(tmp_path / "reference"), str(tmp_path / "out")
+    _run("dermjax.cli.evaluate", *args(reference))
+    _run("dermjax.cli.evaluate", *args(out, "--checkpoint", os.path.join(work, "checkpoints", "3"))[2:])
+    before = _files(out)
+    _killed_at("dermjax.eval.evaluate:write_json", 0, "dermjax.cli.evaluate", *args(out))
+    assert _files(out) == before  # the earlier run's outputs are untouched, not half-replaced
+    _run("dermjax.cli.evaluate", *args(out))
+    assert _files(out) == _files(reference) != before
+
+
+def test_export_killed_or_damaged_is_never_taken_for_a_complete_export(trained, tmp_path):
+    from dermjax.errors import DermjaxError
+    from dermjax.models import export
+
+    _, work = trained
+    reference, out = str(tmp_path / "reference"), str(tmp_path / "out")
+    _run("dermjax.cli.export", "--workdir", work, "--out", reference)
+    _run("dermjax.cli.export", "--workdir", work, "--step", "3", "--out", out)
+    # Killed over an older export after the new weights are in place, before its config.json.
+    _killed_at("dermjax.models.export:write_json", 0, "dermjax.cli.export", "--workdir", work, "--out", out)
+    with pytest.raises(DermjaxError, match="config.json"):
+        export.load(out)
+    _run("dermjax.cli.export", "--workdir", work, "--out", out)
+    assert _files(out) == _files(reference)
+    assert export.load(out)[2]["step"] == 6
+    _flip_byte(os.path.join(out, "model.safetensors"), 0.9)  # inside the weights, not the header
+    with pytest.raises(DermjaxError, match=r"model.safetensors: missing or changed since it was exported"):
+        export.load(out)

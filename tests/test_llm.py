@@ -603,6 +603,37 @@ def test_cli_killed_midway_resumes(data_root, records, server, tmp_path):
     assert "reusing" in prep(*args).stdout and len(server.log) == sent
 
 
+def test_cli_failed_requests_exit_75_unless_allowed_and_rerun_retries_them(data_root, records, server, tmp_path):
+    """Issue 15: a notes run whose requests failed used to exit 0."""
+    broken = records[2]["image_id"]
+    server.respond = lambda info: (("status", 502, {}) if info["record"]["image_id"] == broken
+                                   else server.faithful(info))
+    out = str(tmp_path / "n.jsonl")
+    args = ["--source", "synthetic", "--root", data_root, "--out", out, "--styles", "template,llm",
+            *llm_flags(server), "--llm-retries", "1"]
+    p = prep(*args)
+    assert p.returncode == 75, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == (
+        f"error: {out}: 1 of {N_RECORDS} records lack a note because their LLM requests failed; rerun the "
+        "same command to retry only those, or pass --allow-failures to accept the notes as they are")
+    assert len(read_rows(out)) == N_RECORDS  # written, and kept for the rerun
+    p = prep(*args, "--allow-failures")
+    assert p.returncode == 0 and "1 notes failed on LLM requests and are left out" in p.stdout, p.stderr
+    server.respond = server.faithful
+    sent = len(server.log)
+    p = prep(*args)
+    assert p.returncode == 0, p.stderr
+    assert {e["image_id"] for e in server.log[sent:]} == {broken}
+    assert [n["style"] for n in next(r for r in read_rows(out) if r["image_id"] == broken)["notes"]] == ["template", "llm"]
+
+
+def test_endpoint_that_stops_answering_is_status_75(data_root, server, tmp_path):
+    server.respond = lambda info: ("status", 500, {})
+    p = prep("--source", "synthetic", "--root", data_root, "--out", str(tmp_path / "n.jsonl"), "--styles", "llm",
+             *llm_flags(server), "--llm-retries", "0")
+    assert p.returncode == 75 and "in a row failed" in p.stderr.strip().splitlines()[-1], p.stderr
+
+
 def test_cli_limit_and_bad_endpoint_config(data_root, server, tmp_path):
     out = str(tmp_path / "n.jsonl")
     base = ["--source", "synthetic", "--root", data_root, "--out", out]

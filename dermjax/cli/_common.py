@@ -27,7 +27,7 @@ def one_line_errors(main):
             return main(*args, **kwargs)
         except DermjaxError as e:
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(e.exit_status)
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             sys.exit(130)

@@ -134,8 +134,10 @@ def main(argv=None):
         report = evaluate.write_outputs(results, a.out, f"{os.path.abspath(workdir)}", failures, missing)
         print(evaluate.format_table([evaluate.summary_row(r) for r in results]))
         print(f"report: {os.path.abspath(report)}")
-    if failures:
-        sys.exit(1)
+    if failures:  # bad input (a benchmark that could not be read or scored): status 2, as for one line
+        print(f"error: {len(failures)} benchmark(s) failed: {', '.join(f['benchmark'] for f in failures)}",
+              file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

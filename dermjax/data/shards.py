@@ -33,7 +33,7 @@ from tqdm import tqdm
 from dermjax.data import records as records_lib
 from dermjax.data.splits import split_of
 from dermjax.errors import DermjaxError
-from dermjax.io import atomic_path, read_json, write_json
+from dermjax.io import atomic_path, read_json, sha256_file, write_json
 from dermjax.notes.ontology import DIAGNOSIS_GROUPS
 
 MANIFEST = "manifest.json"
@@ -43,14 +43,6 @@ ON_BAD_IMAGE = ("error", "skip")
 
 def _shard_name(split: str, i: int, n: int) -> str:
     return f"{split}-{i:05d}-of-{n:05d}.array_record"
-
-
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _image_identity(path: str):
@@ -114,7 +106,7 @@ def _write_one(task) -> dict:
         finally:
             writer.close()
     stats = {"file": os.path.basename(path), "split": split, "count": len(ids),
-             "classes": dict(sorted(classes.items())), "sha256": _file_sha256(path),
+             "classes": dict(sorted(classes.items())), "sha256": sha256_file(path),
              "bytes": os.path.getsize(path), "skipped": skipped, "fingerprint": expected, "image_ids": ids}
     write_json(stats_path, stats)
     return stats
@@ -356,7 +348,7 @@ def verify_shards(shard_dir: str, *, check_sha256: bool = True, decode_images: b
             if not os.path.isfile(path):
                 problems.append(f"{path}: shard file is missing")
                 continue
-            if check_sha256 and _file_sha256(path) != s["sha256"]:
+            if check_sha256 and sha256_file(path) != s["sha256"]:
                 problems.append(f"{path}: sha256 differs from manifest.json (the file changed or is incomplete)")
             try:
                 reader = ShardReader([path], [s["count"]])

@@ -47,6 +47,11 @@ class Tokenizer:
             self._proto = f.read()
         self.max_len = max_len
         self._sp = None
+        try:  # now, so a damaged file is named here and not deep inside a data worker
+            self.sp
+        except (RuntimeError, OSError) as e:
+            raise DermjaxError(f"{model_path}: not a readable SentencePiece model ({str(e).strip()}); "
+                               "rerun `dermjax-prep tokenizer`") from None
 
     @property
     def sp(self) -> spm.SentencePieceProcessor:

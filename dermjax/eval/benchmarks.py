@@ -77,6 +77,8 @@ def from_shards(shard_dir: str, split: str = "test", name: str | None = None,
     present = {all_classes[ex["label"]] for ex in examples}
     classes = classes or [c for c in EVAL_CLASSES if c in present] + sorted(present - set(EVAL_CLASSES))
     keep = [ex for ex in examples if all_classes[ex["label"]] in classes]
+    if not keep:
+        raise DermjaxError(f"{shard_dir}: split {split!r} has no example of the classes {', '.join(classes)}")
     idx = {c: i for i, c in enumerate(classes)}
     recs = [json.loads(ex["record"]) if isinstance(ex.get("record"), (str, bytes)) else (ex.get("record") or {})
             for ex in keep]
@@ -96,6 +98,8 @@ def from_shards(shard_dir: str, split: str = "test", name: str | None = None,
 
 def from_manifest(csv_path: str, name: str | None = None, classes: list[str] | None = None) -> Benchmark:
     records = manifest_source.load(csv_path)
+    if not records:
+        raise DermjaxError(f"{csv_path}: no rows after the header; nothing to evaluate")
     labels_found = sorted({r["label"] for r in records})
     classes = classes or labels_found
     unknown = sorted(set(labels_found) - set(classes))

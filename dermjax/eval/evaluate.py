@@ -188,6 +188,13 @@ def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, p
     """Zero-shot (8 groups and native classes, with skin-type and modality slices), retrieval
     both ways over the benchmark's notes and, with `probes`, linear probe and few-shot.
     The top-level "zero_shot" and "retrieval" keys are those of CONTRACT section 7."""
+    # Scores over nothing would read as a result (n=0, status ok); an empty set is bad input.
+    source = bench.info.get("source", bench.name)
+    if not len(bench):
+        raise DermjaxError(f"{source}: benchmark {bench.name!r} has no examples to evaluate")
+    if not any(label >= 0 for label in bench.labels):
+        raise DermjaxError(f"{source}: benchmark {bench.name!r} has no example in its classes "
+                           f"({', '.join(bench.classes)})")
     img = embedder.images(bench.images, desc=bench.name)
     labels = np.asarray(bench.labels, np.int32)
     zs = _zero_shot(embedder, img, labels, bench.classes, prompts, bench.fitzpatrick, bench.modality)

@@ -11,6 +11,7 @@ Command line: `dermjax-export --workdir DIR [--step N] --out OUT`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -22,7 +23,7 @@ from flax import nnx
 from dermjax.data import tokenizer as tokenizer_lib
 from dermjax.core.paths import layout_of, param_path
 from dermjax.errors import DermjaxError
-from dermjax.io import read_json, write_json
+from dermjax.io import read_json, sha256_file, write_json
 from dermjax.models import layout, pretrained, two_towers
 from dermjax.models.tensor_files import read_safetensors, write_safetensors
 
@@ -43,6 +44,10 @@ def save(model: nnx.Module, model_cfg: ml_collections.ConfigDict, vocab_size: in
          out_dir: str, step: int | None = None) -> str:
     """Writes OUT/model.safetensors, OUT/config.json and the tokenizer; returns out_dir."""
     os.makedirs(out_dir, exist_ok=True)
+    # "A folder with a config.json is complete" must hold while this overwrites an older export:
+    # its config would otherwise describe the new weights if the writer is killed midway.
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(out_dir, "config.json"))
     tok_name = tokenizer_lib.workdir_name(tokenizer_file)
     shutil.copyfile(tokenizer_file, os.path.join(out_dir, tok_name + ".tmp"))
     os.replace(os.path.join(out_dir, tok_name + ".tmp"), os.path.join(out_dir, tok_name))
@@ -54,9 +59,10 @@ def save(model: nnx.Module, model_cfg: ml_collections.ConfigDict, vocab_size: in
         if cfg.get(tower, {}).get("init"):
             cfg[tower]["init"] = ""
     # Written last: a folder with a config.json is complete.
+    files = {name: sha256_file(os.path.join(out_dir, name)) for name in ("model.safetensors", tok_name)}
     write_json(os.path.join(out_dir, "config.json"), {"format": FORMAT, "version": VERSION, "model": cfg,
                                                       "vocab_size": int(vocab_size), "tokenizer": tok_name,
-                                                      "step": step})
+                                                      "step": step, "sha256": files})
     return out_dir
 
 
@@ -67,6 +73,12 @@ def load(out_dir: str):
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise DermjaxError(f"{path}: not a {FORMAT} v{VERSION} export "
                            f"(format {meta.get('format')!r}, version {meta.get('version')!r})")
+    # Damaged weights would otherwise load and score quietly wrong; exports without hashes predate them.
+    for name, digest in (meta.get("sha256") or {}).items():
+        file = os.path.join(out_dir, name)
+        if not os.path.isfile(file) or sha256_file(file) != digest:
+            raise DermjaxError(f"{file}: missing or changed since it was exported (sha256 differs from "
+                               f"config.json); export again with dermjax-export")
     cfg = ml_collections.ConfigDict(meta["model"])
     model = two_towers.build(cfg, meta["vocab_size"], nnx.Rngs(0))
     weights = os.path.join(out_dir, "model.safetensors")

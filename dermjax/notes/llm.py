@@ -28,7 +28,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from dermjax.errors import DermjaxError
+from dermjax.errors import DermjaxError, TemporaryError
 from dermjax.io import write_json
 from dermjax.notes import ontology as O
 from dermjax.notes.verify import finding_state, known_fields
@@ -47,6 +47,10 @@ ENV_API_KEY = "DERMJAX_LLM_API_KEY"
 
 class EndpointError(DermjaxError):
     """The endpoint cannot serve this run (bad URL, key or model, or it stopped answering)."""
+
+
+class EndpointDown(EndpointError, TemporaryError):
+    """It stopped answering: status 75, and the same command later resumes the run."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,7 +424,7 @@ class ChatClient:
             if not self._answered:
                 limit = min(limit, self.config.concurrency)
         if n >= limit:
-            raise EndpointError(f"{n} LLM requests in a row failed (last: {error}); stopping, rerun "
+            raise EndpointDown(f"{n} LLM requests in a row failed (last: {error}); stopping, rerun "
                                 "to resume")
 
     def complete(self, messages: list[dict], seed: int, stop: threading.Event | None = None) -> Completion:

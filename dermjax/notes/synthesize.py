@@ -31,7 +31,7 @@ from dataclasses import asdict
 from tqdm import tqdm
 
 from dermjax.errors import DermjaxError
-from dermjax.io import read_json, write_json, write_jsonl
+from dermjax.io import read_json, sha256_file, write_json, write_jsonl
 from dermjax.notes import llm as llm_lib
 from dermjax.notes import styles as styles_lib
 from dermjax.notes.verify import known_fields, verify
@@ -385,7 +385,7 @@ def write_notes(records: list[dict], out: str, styles: list[str], settings: dict
     if os.path.exists(out) and os.path.exists(meta_path) and os.path.exists(report_path):
         meta = read_json(meta_path)
         if (meta.get("settings") == settings and meta.get("records_digest") == digest
-                and meta.get("failed_requests") == 0):
+                and meta.get("failed_requests") == 0 and meta.get("sha256") == sha256_file(out)):
             return {"reused": True, "rows": meta.get("records"), "report": read_json(report_path),
                     "failed_requests": 0, "resumed": 0}
     partial = _PartialFile(partial_path, settings)
@@ -410,6 +410,7 @@ def write_notes(records: list[dict], out: str, styles: list[str], settings: dict
     write_jsonl(out, rows)
     write_json(report_path, report)
     write_json(meta_path, {"settings": settings, "records": len(rows), "records_digest": digest,
+                           "sha256": sha256_file(out),
                            "failed_requests": failed,
                            "outcomes": {st: s["outcomes"] for st, s in report["styles"].items()}})
     if failed == 0:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from dermjax.data import pipeline, shards
 from dermjax.data.tokenizer import Tokenizer, open_tokenizer, workdir_name
 from dermjax.errors import DermjaxError
-from dermjax.io import write_bytes
+from dermjax.io import sha256_file, write_bytes
 from dermjax.core import sharding
 from dermjax.train import defaults, state as state_lib, text_cache, towers, watchdog
 from dermjax.train.checkpoint import Checkpointer
@@ -63,12 +63,18 @@ class Task(abc.ABC):
 def tokenizer_path(cfg: ml_collections.ConfigDict) -> str:
     if towers.tokenizer_path(cfg):
         return towers.tokenizer_path(cfg)
-    if cfg.data.get("tokenizer"):
-        return cfg.data.tokenizer
     manifest = shards.load_manifest(cfg.data.shards)
-    if not manifest.get("tokenizer"):
+    own = os.path.join(cfg.data.shards, manifest["tokenizer"]) if manifest.get("tokenizer") else None
+    path = cfg.data.get("tokenizer") or own
+    if not path:
         raise DermjaxError(f"{cfg.data.shards}: manifest names no tokenizer; run `dermjax-prep tokenizer`")
-    return os.path.join(cfg.data.shards, manifest["tokenizer"])
+    # The shards' own tokenizer is hashed when written: a changed file would train quietly on
+    # other token ids than the ones the notes were meant to get.
+    if (own and os.path.isfile(path) and os.path.realpath(path) == os.path.realpath(own)
+            and manifest.get("tokenizer_sha256") and sha256_file(path) != manifest["tokenizer_sha256"]):
+        raise DermjaxError(f"{path}: changed since `dermjax-prep tokenizer` wrote it (sha256 differs from "
+                           f"{shards.MANIFEST}); run `dermjax-prep tokenizer --shards {cfg.data.shards}` again")
+    return path
 
 
 def check_contamination(cfg: ml_collections.ConfigDict, workdir: str, is_main: bool) -> dict:

@@ -28,9 +28,9 @@ import tempfile
 import threading
 import time
 
-from dermjax.errors import DermjaxError
+from dermjax.errors import EXIT_TEMPORARY, DermjaxError
 
-EXIT_LOST = 75  # EX_TEMPFAIL: a peer was lost or a step hung; rerunning resumes from the checkpoint
+EXIT_LOST = EXIT_TEMPORARY  # 75: a peer was lost or a step hung; rerunning resumes from the checkpoint
 PREFIX = "dermjax/watchdog/"
 STATUS_ENV = "DERMJAX_WATCHDOG_STATUS"
 

@@ -27,14 +27,13 @@ import argparse
 import json
 import os
 import platform
-import shlex
-import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 BIN = os.path.dirname(sys.executable)
+sys.path.insert(0, HERE)
+from _run import run  # noqa: E402
 SETTINGS = ("teacher", "paired_only", "distill", "full_paired")
 
 # Student and teacher are configs/quickstart.py's default model (1.1M params, 64 px images).
@@ -43,14 +42,6 @@ SETTINGS = ("teacher", "paired_only", "distill", "full_paired")
 STUDENT_SEED_OFFSET = 10
 
 
-def run(cmd: list[str], log_path: str) -> float:
-    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    t0 = time.perf_counter()
-    with open(log_path, "a") as log:
-        p = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    if p.returncode:
-        sys.exit(f"failed ({p.returncode}); see {log_path}")
-    return time.perf_counter() - t0
 
 
 def prepare(shards: str, data_root: str) -> None:

@@ -16,22 +16,16 @@ quickstart model (1.1M parameters, 64 px); bench/distill_ham10000.py runs the HA
 experiment (teacher, paired-only student, distilled student, full-paired reference) and writes
 bench/results/distill_ham10000.json. `get_config("tiny")` is the few-step variant the tests use.
 """
-import importlib.util
 import os
 
 import ml_collections
 
-
-def _quickstart():
-    # By path: config files are loaded by file name, from any working directory.
-    spec = importlib.util.spec_from_file_location("_quickstart", os.path.join(os.path.dirname(__file__), "quickstart.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from dermjax.train.defaults import load_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = _quickstart().get_config(arg)  # the same student as the quickstart (and its "tiny" variant)
+    # The same student as the quickstart (and its "tiny" variant).
+    c = load_config(os.path.join(os.path.dirname(__file__), "quickstart.py"), arg)
     c.trainer = "distill"
     c.distill.unpaired_ratio = 0.5
     c.distill.weights.classes = 1.0

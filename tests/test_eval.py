@@ -201,9 +201,15 @@ def test_manifest_benchmark_writes_the_three_outputs(trained, tmp_path):
             for i, r in enumerate(recs)]
     manifest = write_csv(str(tmp_path / "m" / "manifest.csv"), ["image_path", "label", "fitzpatrick", "modality"], rows)
     out = tmp_path / "out"
-    p = run("dermjax.eval", "--workdir", train, "--manifest", manifest, "--name", "byo", "--out", str(out))
+    p = run("dermjax.eval", "--workdir", train, "--manifest", manifest, "--name", "byo", "--out", str(out),
+            "--bootstrap", "200")
     assert "report:" in p.stdout
     r = json.load(open(out / "byo.json"))
+    ci = r["zero_shot"]["ci"]
+    assert ci["resamples"] == 200 and ci["level"] == 0.95
+    for k in ("weighted_f1", "balanced_accuracy", "macro_auroc", "accuracy"):
+        assert ci[k][0] <= r["zero_shot"][k] <= ci[k][1], k
+    assert ci["accuracy"][0] < ci["accuracy"][1]  # (a tiny model may predict one class: others can be flat)
     assert r["n"] == 64 and r["checkpoint_step"] == 6 and len(r["config_hash"]) == 16
     for k in ("weighted_f1", "accuracy", "balanced_accuracy", "macro_auroc", "macro_f1", "top_3_accuracy"):
         assert 0.0 <= r["zero_shot"][k] <= 1.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from dermjax.eval.metrics import classification_metrics, retrieval_metrics
+from dermjax.eval.metrics import bootstrap_classification, classification_metrics, retrieval_metrics
 
 SCALAR_KEYS = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1", "macro_auroc")
 
@@ -410,3 +410,26 @@ def test_retrieval_sharded_over_devices_equals_one_device():
     for mesh in (make_mesh({"data": -1}), make_mesh({"data": 2, "fsdp": 2, "tensor": 2})):
         _assert_close(retrieval(q, g, ql, gl, qo, go, chunk_size=5, mesh=mesh), one)
     _assert_close(retrieval(q, g, ql, gl, qo, go, chunk_size=64), one)
+
+
+def test_bootstrap_intervals_match_references():
+    """Percentile bootstrap: accuracy against scipy's, and every metric against sklearn on the
+    very resamples drawn (the same generator and seed)."""
+    from scipy import stats
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    n, c = 400, 4
+    y = rng.integers(0, c, n)
+    s = rng.normal(size=(n, c))
+    s[np.arange(n), y] += 1.0
+    ci = bootstrap_classification(s, y, resamples=400, seed=7)
+    assert ci["resamples"] == 400 and ci["level"] == 0.95
+    correct = (s.argmax(1) == y).astype(float)
+    ref = stats.bootstrap((correct,), np.mean, n_resamples=20000, method="percentile", random_state=1)
+    assert ci["accuracy"] == pytest.approx([ref.confidence_interval.low, ref.confidence_interval.high], abs=0.012)
+    picks = np.random.default_rng(7).integers(0, n, (400, n), dtype=np.int32)
+    wf1 = [f1_score(y[i], s[i].argmax(1), average="weighted", zero_division=0) for i in picks]
+    auc = [np.mean([roc_auc_score(y[i] == k, s[i][:, k]) for k in range(c)]) for i in picks]
+    for key, values in (("weighted_f1", wf1), ("macro_auroc", auc)):
+        assert ci[key] == pytest.approx([np.quantile(values, 0.025), np.quantile(values, 0.975)], abs=1e-5), key

@@ -560,3 +560,16 @@ def test_cli_missing_input_file(tmp_path):
     assert len(lines) == 1 and "nope.jsonl" in lines[0]
     assert out.read_text() == "previous verdicts\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["verdicts.jsonl"]
+
+
+@pytest.mark.parametrize("name", sorted(REAL_SETS))
+def test_caption_is_the_label_only_and_verifies_clean(name):
+    """The note study's baseline: the class label as the zero-shot prompts word it, no metadata."""
+    records = real_records(name)
+    for i, rec in enumerate(records[:2000]):
+        note = make_note("caption", rec, seed=i)
+        if not note:  # no diagnosis in the record: nothing to caption
+            assert rec.get("diagnosis_group") is None and not rec.get("diagnosis")
+            continue
+        assert re.fullmatch(r"(a dermoscopic|a clinical|an) image of [a-z0-9 '(),/-]+\.", note), note
+        assert verify(rec, note).ok, (note, describe(verify(rec, note)))

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "(the same ones every run)")
     p.add_argument("--no-probes", action="store_true", help="skip the linear probe and few-shot")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="percentile bootstrap 95%% intervals for the zero-shot metrics from N resamples "
+                        "of the examples (zero_shot.ci; e.g. 1000)")
     p.add_argument("--contamination", choices=("warn", "refuse", "exclude", "off"), default="warn",
                    help="when a benchmark shares images (by image_id, sha256 or pixels) with the "
                         "model's training shards: warn, refuse to evaluate, leave them out of the "
@@ -57,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 @one_line_errors
 def main(argv=None):
     a = build_parser().parse_args(argv)
+    if a.bootstrap < 0:
+        raise DermjaxError(f"--bootstrap must be >= 0, got {a.bootstrap}")
     if not (a.benchmarks or a.manifest or a.shards):
         raise DermjaxError("nothing to evaluate: give --benchmarks, --manifest and/or --shards")
     from dermjax.eval import benchmarks, evaluate
@@ -123,7 +128,7 @@ def main(argv=None):
     for b in sets:
         try:
             prompts = override or benchmarks.load_prompts(b.prompts)
-            r = evaluate.evaluate_benchmark(embedder, b, prompts, probes=not a.no_probes)
+            r = evaluate.evaluate_benchmark(embedder, b, prompts, probes=not a.no_probes, bootstrap=a.bootstrap)
         except DermjaxError as e:
             fail(b.name, e, now=True)
             continue

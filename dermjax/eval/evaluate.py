@@ -156,7 +156,7 @@ TOP_K = (1, 3, 5)
 EXACT_MAP_PAIRS = 1 << 27
 
 
-def _zero_shot(embedder, img, labels, classes, prompts, fitz=None, modality=None) -> dict:
+def _zero_shot(embedder, img, labels, classes, prompts, fitz=None, modality=None, bootstrap: int = 0) -> dict:
     keep = labels >= 0
     if keep.sum() == 0 or len(classes) < 2:
         return {"skipped": f"{len(classes)} class(es) and {int(keep.sum())} examples"}
@@ -165,6 +165,8 @@ def _zero_shot(embedder, img, labels, classes, prompts, fitz=None, modality=None
     out = metrics.classification_metrics(scores, y, len(classes), top_k=TOP_K)
     out["classes"] = list(classes)
     out["class_counts"] = np.bincount(y, minlength=len(classes)).tolist()
+    if bootstrap:
+        out["ci"] = metrics.bootstrap_classification(scores, y, len(classes), resamples=bootstrap)
     for name, values in (("fitzpatrick", fitz), ("modality", modality)):
         if values is not None and any(v is not None for v in values):
             kept = [v for v, k in zip(values, keep) if k]
@@ -184,7 +186,8 @@ def _retrieval(img, txt, owner, img_labels, map_exact) -> dict:
             "class_matching_on": "diagnosis group", "map_method": "exact" if map_exact else "binned 65536"}
 
 
-def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, probes: bool = False) -> dict:
+def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, probes: bool = False,
+                       bootstrap: int = 0) -> dict:
     """Zero-shot (8 groups and native classes, with skin-type and modality slices), retrieval
     both ways over the benchmark's notes and, with `probes`, linear probe and few-shot.
     The top-level "zero_shot" and "retrieval" keys are those of CONTRACT section 7."""
@@ -197,7 +200,7 @@ def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, p
                            f"({', '.join(bench.classes)})")
     img = embedder.images(bench.images, desc=bench.name)
     labels = np.asarray(bench.labels, np.int32)
-    zs = _zero_shot(embedder, img, labels, bench.classes, prompts, bench.fitzpatrick, bench.modality)
+    zs = _zero_shot(embedder, img, labels, bench.classes, prompts, bench.fitzpatrick, bench.modality, bootstrap)
     used = list(bench.classes)
     result = {
         "benchmark": bench.name,

@@ -176,6 +176,40 @@ def classification_metrics(scores, labels, num_classes: int | None = None, valid
 SLICE_METRICS = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1", "macro_auroc")
 
 
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _resampled_classification(scores, labels, picks, num_classes: int):
+    """The scalar metrics of every resample (a row of example indices) of `picks`."""
+    valid = jnp.ones(labels.shape[0], bool)
+
+    def one(idx):
+        out = _classification_core(scores[idx], labels[idx], valid, num_classes=num_classes)
+        return {k: out[k] for k in SLICE_METRICS}
+
+    return jax.lax.map(one, picks)
+
+
+def bootstrap_classification(scores, labels, num_classes: int | None = None, resamples: int = 1000,
+                             level: float = 0.95, seed: int = 0, chunk: int = 100) -> dict:
+    """Percentile bootstrap intervals for SLICE_METRICS: examples drawn with replacement,
+    `resamples` times; {"weighted_f1": [low, high], ..., "resamples", "level", "seed"}. Resamples
+    where a metric is undefined (NaN, e.g. AUROC with one class drawn) are left out of it."""
+    scores = np.asarray(scores, np.float32)
+    labels = np.asarray(labels, np.int32)
+    n, c = scores.shape
+    num_classes = num_classes or c
+    picks = np.random.default_rng(seed).integers(0, n, (resamples, n), dtype=np.int32)
+    parts = [jax.device_get(_resampled_classification(scores, labels, picks[i:i + chunk], num_classes))
+             for i in range(0, resamples, chunk)]
+    tail = (1.0 - level) / 2.0
+    out = {}
+    for k in SLICE_METRICS:
+        values = np.concatenate([p[k] for p in parts]).astype(np.float64)
+        values = values[np.isfinite(values)]
+        out[k] = ([float(np.quantile(values, tail)), float(np.quantile(values, 1.0 - tail))]
+                  if len(values) else [math.nan, math.nan])
+    return {**out, "resamples": resamples, "level": level, "seed": seed}
+
+
 def slice_metrics(scores, labels, slice_of: Sequence, num_classes: int | None = None) -> dict:
     """Classification metrics per slice (e.g. Fitzpatrick type, modality) and the fairness gap.
 

@@ -12,7 +12,7 @@ from dermjax.notes.ontology import BODY_SITE_PARENT, FINDING_ABSENT_VALUES, FIND
 # The verifier's own reader, uncopied (notes only read it), so both sides agree on what is known.
 from dermjax.notes.verify import _known as known_fields, finding_state
 
-__all__ = ["STYLES", "make_note", "narrative_note", "report_note", "template_note"]
+__all__ = ["STYLES", "caption_note", "make_note", "narrative_note", "report_note", "template_note"]
 
 _ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI"}
 _UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -693,7 +693,19 @@ def narrative_note(record: dict, seed: int) -> str:
     return " ".join(out)
 
 
-STYLES = {"template": template_note, "report": report_note, "narrative": narrative_note}
+def caption_note(record: dict, seed: int) -> str:
+    """The class label only, as the zero-shot prompts word it ("a dermoscopic image of
+    melanoma."): the note-study baseline that carries no metadata. `seed` is unused."""
+    k = known_fields(record)
+    label = k["diagnosis_group"] if k["diagnosis_group"] not in (None, "other") else k["diagnosis"]
+    if not label:
+        return ""
+    kind = {"dermoscopic": "a dermoscopic image", "clinical": "a clinical image"}.get(k["modality"], "an image")
+    return f"{kind} of {label.lower()}."
+
+
+STYLES = {"template": template_note, "report": report_note, "narrative": narrative_note,
+          "caption": caption_note}
 
 
 def make_note(style: str, record: dict, seed: int) -> str:

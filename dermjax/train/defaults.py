@@ -1,5 +1,7 @@
 """Every config key the trainer reads, with its default. Experiment configs under configs/
 start from `base_config()` and change what they need, so a key is documented once."""
+import os
+
 import ml_collections
 
 
@@ -184,3 +186,15 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
             raise DermjaxError("config.distill.teacher: give the teacher's dermjax-train workdir (or WORKDIR/checkpoints/STEP)")
         if "://" not in teacher and not os.path.exists(teacher):
             raise DermjaxError(f"config.distill.teacher: {teacher} does not exist")
+
+
+def load_config(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of the config file at `path`, loaded by file name (as --config does),
+    so one config can build on another from any working directory."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+

@@ -136,7 +136,8 @@ def isic_manifest(isic: str, out: str) -> str:
 def figures(result: dict) -> dict:
     zs, ret = result["zero_shot"], result.get("retrieval", {})
     out = {"n": result["n"], **{k: zs[k] for k in ZERO_SHOT}, **{k: ret.get(k) for k in RETRIEVAL}}
-    out["ci"] = {k: zs["ci"][k] for k in ZERO_SHOT} if "ci" in zs else {}
+    out["ci"] = {**({k: zs["ci"][k] for k in ZERO_SHOT} if "ci" in zs else {}),
+                 **({k: ret["ci"][k] for k in RETRIEVAL} if "ci" in ret else {})}
     if "contamination" in result:
         out["excluded_as_shared_with_training"] = result["contamination"].get("excluded", 0)
     return out
@@ -244,8 +245,59 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     write_atomic(a.out, json.dumps(result, indent=2))
     print(format_table(result["summary"]))
+    for png in plot(result, os.path.splitext(a.out)[0]):
+        print(f"plot: {png}")
     print(f"wrote {a.out}")
     return 0
+
+
+def plot(result: dict, stem: str) -> list[str]:
+    """STEM_scores.png: weighted F1 and P@5 per strategy and benchmark (bar: the mean over seeds;
+    dots: each seed; whiskers: each seed's bootstrap 95% interval). STEM_hallucination.png: the
+    share of notes with a violation per style, before and after verification."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benches = list(dict.fromkeys(r["benchmark"] for r in result["runs"]))
+    strategies = list(dict.fromkeys(r["strategy"] for r in result["runs"]))
+    fig, axes = plt.subplots(len(benches), 2, figsize=(11, 3.2 * len(benches)), squeeze=False)
+    for row, bench in enumerate(benches):
+        for col, key in enumerate(("weighted_f1", "p_at_5")):
+            ax = axes[row][col]
+            for x, strategy in enumerate(strategies):
+                runs = [r for r in result["runs"] if (r["benchmark"], r["strategy"]) == (bench, strategy)]
+                values = [r[key] for r in runs if r.get(key) is not None]
+                if not values:
+                    continue
+                ax.bar(x, sum(values) / len(values), color="#9ecae1", width=0.7)
+                for j, r in enumerate(runs):
+                    dx = (j - (len(runs) - 1) / 2) * 0.15
+                    lo, hi = r["ci"].get(key, (r[key], r[key]))
+                    ax.errorbar(x + dx, r[key], yerr=[[r[key] - lo], [hi - r[key]]], fmt="o", color="#08519c",
+                                markersize=3, capsize=2, lw=1)
+            ax.set_xticks(range(len(strategies)), strategies, rotation=30, ha="right", fontsize=8)
+            ax.set_title(f"{bench}: {key.replace('_', ' ')}", fontsize=9)
+    fig.tight_layout()
+    paths = [stem + "_scores.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+    styles = result.get("hallucination", {})
+    if styles:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        names = list(styles)
+        for i, (when, color) in enumerate((("before", "#fc9272"), ("after", "#de2d26"))):
+            ax.bar([x + (i - 0.5) * 0.38 for x in range(len(names))], [styles[n][when]["share"] for n in names],
+                   width=0.38, color=color, label=f"{when} verification")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("notes with a violation")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths.append(stem + "_hallucination.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
 
 
 def summarize(runs: list[dict]) -> list[dict]:

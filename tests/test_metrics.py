@@ -433,3 +433,25 @@ def test_bootstrap_intervals_match_references():
     auc = [np.mean([roc_auc_score(y[i] == k, s[i][:, k]) for k in range(c)]) for i in picks]
     for key, values in (("weighted_f1", wf1), ("macro_auroc", auc)):
         assert ci[key] == pytest.approx([np.quantile(values, 0.025), np.quantile(values, 0.975)], abs=1e-5), key
+
+
+def test_retrieval_per_query_rows_give_the_totals_and_bootstrap_means_match_scipy():
+    from scipy import stats
+
+    from dermjax.eval.metrics import bootstrap_means, retrieval
+
+    rng = np.random.default_rng(3)
+    q, g = rng.normal(size=(150, 16)), rng.normal(size=(300, 16))
+    ql, gl = rng.integers(0, 5, 150), rng.integers(0, 5, 300)
+    ql[0] = 7  # a query with nothing relevant is not scored
+    r = retrieval(q, g, ql, gl, ks=(1, 5, 10), chunk_size=32, per_query=True)
+    rows = r["per_query"]
+    scored = rows["scored"]
+    assert scored.sum() == r["num_queries"] == 149 and not scored[0]
+    for i, k in enumerate((1, 5, 10)):
+        assert rows["precision_at_k"][scored, i].mean() == pytest.approx(r[f"p_at_{k}"], abs=1e-6)
+    assert rows["ap"][scored].mean() == pytest.approx(r["map"], abs=1e-6)
+    ci = bootstrap_means({"p_at_5": rows["precision_at_k"][scored, 1]}, resamples=4000, seed=1)
+    ref = stats.bootstrap((rows["precision_at_k"][scored, 1],), np.mean, n_resamples=20000, method="percentile",
+                          random_state=2).confidence_interval
+    assert ci["p_at_5"] == pytest.approx([ref.low, ref.high], abs=0.01)

@@ -42,8 +42,11 @@ def test_study_scores_every_strategy_and_reruns_only_what_is_missing(data, tmp_p
     for r in result["runs"]:
         assert r["ci"]["weighted_f1"][0] <= r["weighted_f1"] <= r["ci"]["weighted_f1"][1]
         assert r["p_at_5"] is not None
+        assert all(0.0 <= r["ci"][k][0] <= r["ci"][k][1] <= 1.0 for k in ("p_at_5", "p_at_10", "map"))
         assert f"--config.data.note_styles=('{r['strategy']}',)" in shlex.split(r["commands"]["train"])
     assert result["hallucination"]["template"]["kept"] == result["hallucination"]["template"]["records"]
+    for png in ("study_scores.png", "study_hallucination.png"):
+        assert open(tmp_path / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     # The captions the caption strategy trained on are the label only.
     rows = [json.loads(l) for l in open(work / "notes_for_shards.jsonl")]
     caption = [n["text"] for n in rows[0]["notes"] if n["style"] == "caption"]

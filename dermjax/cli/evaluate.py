@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-probes", action="store_true", help="skip the linear probe and few-shot")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                   help="percentile bootstrap 95%% intervals for the zero-shot metrics from N resamples "
-                        "of the examples (zero_shot.ci; e.g. 1000)")
+                   help="percentile bootstrap 95%% intervals from N resamples (e.g. 1000): of the examples "
+                        "for the zero-shot metrics (zero_shot.ci), of the image queries for retrieval "
+                        "(retrieval.ci: P@5, P@10, mAP)")
     p.add_argument("--contamination", choices=("warn", "refuse", "exclude", "off"), default="warn",
                    help="when a benchmark shares images (by image_id, sha256 or pixels) with the "
                         "model's training shards: warn, refuse to evaluate, leave them out of the "

@@ -174,16 +174,24 @@ def _zero_shot(embedder, img, labels, classes, prompts, fitz=None, modality=None
     return out
 
 
-def _retrieval(img, txt, owner, img_labels, map_exact) -> dict:
+def _retrieval(img, txt, owner, img_labels, map_exact, bootstrap: int = 0) -> dict:
     txt_labels = img_labels[owner]
     own = np.arange(len(img), dtype=np.int32)
     bins = None if map_exact else 1 << 16
-    i2t = metrics.retrieval(img, txt, img_labels, txt_labels, own, owner, ks=(1, 5, 10), map_bins=bins)
+    i2t = metrics.retrieval(img, txt, img_labels, txt_labels, own, owner, ks=(1, 5, 10), map_bins=bins,
+                            per_query=bool(bootstrap))
+    ci = None
+    if bootstrap:  # image-to-note queries resampled; the gallery of notes stays whole
+        q = i2t.pop("per_query")
+        scored = q["scored"]
+        ci = metrics.bootstrap_means({"p_at_5": q["precision_at_k"][scored, 1], "p_at_10": q["precision_at_k"][scored, 2],
+                                      "map": q["ap"][scored]}, resamples=bootstrap)
     t2i = metrics.retrieval(txt, img, txt_labels, img_labels, owner, own, ks=(1, 5, 10), map_bins=bins)
     return {"p_at_5": i2t["p_at_5"], "p_at_10": i2t["p_at_10"], "map": i2t["map"],
             "r_at_1": i2t["r_at_1"], "r_at_5": i2t["r_at_5"], "r_at_10": i2t["r_at_10"],
             "image_to_text": i2t, "text_to_image": t2i, "notes_per_image": len(txt) / max(len(img), 1),
-            "class_matching_on": "diagnosis group", "map_method": "exact" if map_exact else "binned 65536"}
+            "class_matching_on": "diagnosis group", "map_method": "exact" if map_exact else "binned 65536",
+            **({"ci": ci} if ci else {})}
 
 
 def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, probes: bool = False,
@@ -225,7 +233,8 @@ def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, p
         owner = np.repeat(np.arange(len(notes), dtype=np.int32), [len(ns) for ns in notes])
         txt = embedder.texts(texts)
         rlabels = np.asarray(bench.groups if bench.groups is not None else bench.labels, np.int32)
-        result["retrieval"] = _retrieval(img, txt, owner, rlabels, len(img) * len(txt) <= EXACT_MAP_PAIRS)
+        result["retrieval"] = _retrieval(img, txt, owner, rlabels, len(img) * len(txt) <= EXACT_MAP_PAIRS,
+                                         bootstrap)
     if probes:
         from dermjax.eval import probe
         result["probe"] = probe.evaluate(img, labels, len(bench.classes), bench.image_ids, bench.patient_ids)

@@ -210,6 +210,23 @@ def bootstrap_classification(scores, labels, num_classes: int | None = None, res
     return {**out, "resamples": resamples, "level": level, "seed": seed}
 
 
+def bootstrap_means(values: dict, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile bootstrap intervals of the means of per-query `values` ({name: [N] array},
+    rows resampled together), e.g. P@k and AP of the scored retrieval queries."""
+    names = list(values)
+    table = np.stack([np.asarray(values[k], np.float64) for k in names], axis=1)
+    n = len(table)
+    if not n:
+        return {**{k: [math.nan, math.nan] for k in names}, "resamples": resamples, "level": level, "seed": seed}
+    picks = np.random.default_rng(seed).integers(0, n, (resamples, n))
+    # [resamples, names], a hundred resamples at a time so memory stays at 100 x N x names.
+    means = np.concatenate([table[chunk].mean(axis=1) for chunk in np.array_split(picks, max(1, resamples // 100))])
+    tail = (1.0 - level) / 2.0
+    out = {k: [float(np.quantile(means[:, i], tail)), float(np.quantile(means[:, i], 1.0 - tail))]
+           for i, k in enumerate(names)}
+    return {**out, "resamples": resamples, "level": level, "seed": seed}
+
+
 def slice_metrics(scores, labels, slice_of: Sequence, num_classes: int | None = None) -> dict:
     """Classification metrics per slice (e.g. Fitzpatrick type, modality) and the fairness gap.
 
@@ -512,9 +529,9 @@ def _retrieval_rows(queries, q_labels, q_owner, q_valid, gallery, g_labels, g_ow
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("ks", "bins", "pairs", "out_sharding"))
+@functools.partial(jax.jit, static_argnames=("ks", "bins", "pairs", "out_sharding", "per_query"))
 def _retrieval_step(queries, q_labels, q_owner, q_valid, gallery, g_labels, g_owner, g_valid,
-                    *, ks, bins, pairs, out_sharding):
+                    *, ks, bins, pairs, out_sharding, per_query=False):
     rows = _retrieval_rows(queries, q_labels, q_owner, q_valid, gallery, g_labels, g_owner, g_valid,
                            ks=ks, bins=bins, pairs=pairs)
     # Sums over the (sharded) query rows: XLA reduces across devices and hosts, so every
@@ -530,6 +547,8 @@ def _retrieval_step(queries, q_labels, q_owner, q_valid, gallery, g_labels, g_ow
         tot["pair_n"] = jnp.sum(p, dtype=jnp.int32)
         tot["pair_at_k"] = jnp.stack([jnp.sum(p & (rows["pair_rank"] <= k), dtype=jnp.int32) for k in ks])
         tot["rr"] = jnp.sum(jnp.where(p, 1.0 / rows["pair_rank"].astype(jnp.float32), 0.0))
+    if per_query:  # for bootstrap intervals: the rows themselves, gathered like the totals
+        tot["rows"] = {"scored": c, "hits_at_k": rows["hits_at_k"], "ap": rows["ap"]}
     return jax.lax.with_sharding_constraint(tot, out_sharding)
 
 
@@ -546,7 +565,7 @@ def _own_indices(query_owner: np.ndarray, gallery_owner: np.ndarray) -> np.ndarr
 
 def retrieval(query_emb, gallery_emb, query_labels, gallery_labels, query_owner=None,
               gallery_owner=None, ks: Sequence[int] = (1, 5, 10), chunk_size: int = 256,
-              map_bins: int | None = 1 << 16, mesh=None) -> dict:
+              map_bins: int | None = 1 << 16, mesh=None, per_query: bool = False) -> dict:
     """Class-matching and exact-pair retrieval of `gallery_emb` items for `query_emb` queries.
 
     Class matching: a gallery item is relevant when its label equals the query's. Returns
@@ -561,6 +580,10 @@ def retrieval(query_emb, gallery_emb, query_labels, gallery_labels, query_owner=
     number of steps of `chunk_size` rows per device, sharded over the mesh's batch axes (all
     devices of all hosts) with a validity mask, so every process runs the same steps; the
     gallery is replicated. No host ever holds a queries x gallery matrix.
+
+    per_query: also "per_query": {"scored" [Nq] bool, "precision_at_k" [Nq, len(ks)], "ap" [Nq]}
+    for the class-matching queries (AP binned as above even when `map_bins` is None), from
+    which `bootstrap_means` draws intervals.
     """
     ks = tuple(int(k) for k in ks)
     if not ks or min(ks) < 1:
@@ -609,11 +632,14 @@ def retrieval(query_emb, gallery_emb, query_labels, gallery_labels, query_owner=
                    if len(x) < step_rows else x, rows_sharding)
 
     qs = (q, ql, qo, np.ones(nq, bool))
-    totals = None
+    totals, rows = None, []
+    bins = map_bins if map_bins is not None or not per_query else 1 << 16
     with jax.enable_x64(True):  # the packed int64 histogram counts
         for s in range(steps):
-            part = _retrieval_step(*(block(x, s) for x in qs), *gallery, ks=ks, bins=map_bins,
-                                   pairs=pairs, out_sharding=rep)
+            part = _retrieval_step(*(block(x, s) for x in qs), *gallery, ks=ks, bins=bins,
+                                   pairs=pairs, out_sharding=rep, per_query=per_query)
+            if per_query:
+                rows.append(jax.device_get(part.pop("rows")))
             totals = part if totals is None else jax.tree.map(jnp.add, totals, part)
         totals = jax.device_get(totals)
 
@@ -631,4 +657,8 @@ def retrieval(query_emb, gallery_emb, query_labels, gallery_labels, query_owner=
         out["num_pair_queries"] = m
         vals = [*totals["pair_at_k"], totals["rr"]] if m else [float("nan")] * len(pair_names)
         out.update({name: float(v) / m if m else float("nan") for name, v in zip(pair_names, vals)})
+    if per_query:
+        cat = lambda k: np.concatenate([r[k] for r in rows])[:nq]
+        out["per_query"] = {"scored": cat("scored"), "ap": cat("ap").astype(np.float32),
+                            "precision_at_k": cat("hits_at_k").astype(np.float32) / np.asarray(ks, np.float32)}
     return out

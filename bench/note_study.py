@@ -154,7 +154,7 @@ def main(argv=None):
     ap.add_argument("--strategies", default="caption,template,report,narrative,mix")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--subset", type=int, help="N HAM10000 images (whole lesions) for every strategy")
-    ap.add_argument("--config", default="configs/note_study.py")
+    ap.add_argument("--config", default="configs/note_study_cpu.py")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--llm-base-url")

@@ -21,7 +21,7 @@ SHIPPED = [("quickstart.py", None), ("quickstart.py", "tiny"), ("clip_vit_ti16_c
            ("distill_cpu.py", None), ("distill_cpu.py", "tiny"), ("ham_text_tower.py", "scratch"),
            ("ham_text_tower.py", "minilm"), ("siglip_vit_b16.py", None), ("siglip_vit_b16.py", "reduced"),
            ("clip_vit_l14.py", None), ("clip_vit_l14.py", "reduced"), ("siglip_so400m14_384.py", None),
-           ("siglip_so400m14_384.py", "reduced"), ("note_study.py", None), ("note_study.py", "tiny")]
+           ("siglip_so400m14_384.py", "reduced"), ("note_study_cpu.py", None), ("note_study_cpu.py", "tiny")]
 OVERRIDES = ["--config.model.image.freeze=True", "--config.model.text.freeze=False", "--config.model.image.init=",
              "--config.optimizer.lr=0.0003", "--config.model.remat=True", "--config.model.remat_policy=dots",
              "--config.model.scan=True", "--config.data.batch_size=64", "--config.mesh.data=-1",

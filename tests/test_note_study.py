@@ -17,7 +17,7 @@ def _study(work, data, out, *more):
     env.pop("XLA_FLAGS", None)
     r = subprocess.run([sys.executable, "bench/note_study.py", "--work", str(work), "--source", "synthetic",
                         "--root", data, "--external", "none", "--strategies", "caption,template", "--seeds", "0",
-                        "--config", "configs/note_study.py:tiny", "--steps", "4", "--bootstrap", "50",
+                        "--config", "configs/note_study_cpu.py:tiny", "--steps", "4", "--bootstrap", "50",
                         "--out", str(out), *more], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return [line for line in r.stdout.splitlines() if line.startswith("$ ")]

@@ -1,6 +1,6 @@
 """The note study's model (bench/note_study.py): the quickstart two towers at 96 px, on CPU.
 
-    dermjax-train --config configs/note_study.py --workdir runs/note_study/template_s0 \
+    dermjax-train --config configs/note_study_cpu.py --workdir runs/note_study/template_s0 \
         --config.data.shards=runs/note_study/shards "--config.data.note_styles=('template',)"
 
 Why this size: the quickstart model (1.1M parameters) already learns real signal on HAM10000

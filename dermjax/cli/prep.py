@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--llm-retries", type=int, default=5, help="retries per request after the first try")
     s.add_argument("--llm-backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)")
     s.add_argument("--llm-temperature", type=float, default=0.7)
-    s.add_argument("--llm-max-tokens", type=int, default=400)
+    s.add_argument("--llm-max-tokens", type=int, default=200)
     s.add_argument("--llm-regenerate", type=int, default=2,
                    help="new-seed generations after a note fails verification, before rejecting it")
     s.add_argument("--llm-repair", action=argparse.BooleanOptionalAction, default=True,

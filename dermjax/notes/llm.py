@@ -1,8 +1,8 @@
 """LLM notes: prompts for the two LLM styles and an OpenAI-compatible chat-completions client.
 
-Style `llm` injects the case record as must-state facts, each with a closed list of the words
-allowed for it, and lists every unknown field as "do not mention": the research's recipe for
-notes that stay grounded. Style `llm_unconstrained` sends no metadata at all; it exists only as
+Style `llm` gives the model the case record's known fields as a list of facts, each worded as
+the verifier reads it, after one worked example; unknown fields are left out. The notes are then
+verified, repaired or regenerated (synthesize.py). Style `llm_unconstrained` sends no metadata at all; it exists only as
 the hallucination control, so the verifier's report shows what grounding buys.
 
 The client speaks `POST {base_url}/chat/completions` (OpenAI, vLLM, llama.cpp, Ollama, TGI all
@@ -34,11 +34,13 @@ from dermjax.notes import ontology as O
 from dermjax.notes.verify import finding_state, known_fields
 
 __all__ = ["STYLES", "PROMPT_VERSION", "LLMConfig", "Completion", "ChatClient", "EndpointError",
-           "resolve_config", "build_messages", "cache_key"]
+           "resolve_config", "build_messages", "grounded_facts", "cache_key"]
 
 STYLES = ("llm", "llm_unconstrained")
 # Part of every note's provenance and of the run settings: a prompt change invalidates reuse.
-PROMPT_VERSION = 1
+# Version 2 replaced the long must-state / do-not-mention prompt: a 135M model echoed its
+# capitalised instructions into the notes and took 16 s per record writing them.
+PROMPT_VERSION = 2
 
 ENV_BASE_URL = "DERMJAX_LLM_BASE_URL"
 ENV_MODEL = "DERMJAX_LLM_MODEL"
@@ -54,23 +56,22 @@ class EndpointDown(EndpointError, TemporaryError):
 
 
 # --------------------------------------------------------------------------------------------
-# Prompts.
+# Prompts. The grounded prompt is a list of facts, each already worded the way the verifier
+# reads it, and one worked example; small models copy a format far more reliably than they
+# follow rules. What the record does not know is simply absent from the list.
 
-_SYSTEM = ("You write short clinical notes about skin lesion images for a dermatology image-text "
-           "data set. Every statement must come from the facts you are given. A note that adds "
-           "anything else, or words a fact differently from the wording offered, is discarded.")
+_SYSTEM = ("You turn a list of facts about a skin lesion image into a clinical note of one or two "
+           "sentences. Use only the facts in the list. Add nothing else: no size, history, "
+           "symptoms, treatment, advice or other diagnosis.")
+_EXAMPLE_FACTS = ["dermoscopic image", "diagnosis: seborrheic keratosis", "benign", "70-year-old woman",
+                  "on the chest"]
+_EXAMPLE_NOTE = ("Dermoscopic image of a seborrheic keratosis on the chest of a 70-year-old woman. "
+                 "The lesion is benign.")
 
 _UNCONSTRAINED = "Write a short dermatology clinical note for a skin lesion image."
 
-_SITE_WORDS = {
-    "head/neck": ("head and neck",),
-    "upper extremity": ("upper extremity", "arm"),
-    "lower extremity": ("lower extremity", "leg"),
-    "acral": ("acral skin",),
-    "genital": ("genital area",),
-}
-_MODALITY_WORDS = {"dermoscopic": ("dermoscopic image", "dermoscopy"),
-                   "clinical": ("clinical photograph", "clinical image")}
+_SITE_WORDS = {"head/neck": "head and neck", "acral": "acral skin", "genital": "genital area"}
+_MODALITY_WORDS = {"dermoscopic": "dermoscopic image", "clinical": "clinical photograph"}
 _ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI"}
 # How a recorded finding value is written; the verifier reads exactly these phrases.
 _VALUE_PHRASES = {
@@ -82,128 +83,83 @@ _VALUE_PHRASES = {
 }
 
 
-def _quoted(words) -> str:
-    return ", ".join(f'"{w}"' for w in words)
-
-
 def _age_text(age: float) -> str:
     return f"{age:g}" if age != int(age) else str(int(age))
 
 
-def _finding_line(name: str, raw):
-    """A must-state line for one known finding, or None when its value is outside section 4."""
+def _finding_phrase(name: str, raw):
+    """One known finding as the words to write, or None when its value is outside section 4."""
     label = O.FINDING_LABELS[name]
     if name == "colors":
         if not isinstance(raw, (list, tuple)):
-            state = finding_state(name, raw)
-            if state == "absent":
-                return 'Colours: none. Write "no colours".'
-            return None
+            return "no colours" if finding_state(name, raw) == "absent" else None
         colors = [str(c).strip().lower() for c in raw]
         if not colors or not all(c in O.FINDINGS["colors"] for c in colors):
             return None
-        return (f"Colours: {', '.join(colors)}. Name exactly these colours ({_quoted(colors)}) "
-                "and no other colour.")
+        return "colours: " + ", ".join(colors)
     state = finding_state(name, raw)
     if state is None:
         return None
     value = raw.strip().lower() if isinstance(raw, str) else None
     if (name, value) in O.FINDING_ABSENT_VALUES:
-        return f'{label.capitalize()}: {value}. Write "{value}".'
+        return value
     if state == "absent":
-        return f'{label.capitalize()}: absent. Write "no {label}".'
+        return f"no {label}"
     if state == "present":
-        return f'{label.capitalize()}: present. Write "{label} present".'
+        return f"{label} present"
     if state not in O.FINDINGS[name]:
         return None
     if name in _VALUE_PHRASES:
-        phrase = _VALUE_PHRASES[name].format(v=state)
-        if state == "within regression":
-            phrase = "vessels within regression"
-    else:
-        phrase = state  # asymmetry ("asymmetric in one axis") and elevation ("palpable")
-    return f'{label.capitalize()}: {state}. Write "{phrase}".'
+        return "vessels within regression" if state == "within regression" else _VALUE_PHRASES[name].format(v=state)
+    return state  # asymmetry ("asymmetric in one axis") and elevation ("palpable")
 
 
-def _grounded_prompt(record: dict) -> str:
+def grounded_facts(record: dict) -> list[str]:
+    """The record's known fields as short phrases, each one a claim the record supports."""
     k = known_fields(record)
-    must, unknown = [], []
+    facts = []
     if k["modality"]:
-        words = _MODALITY_WORDS[k["modality"]]
-        must.append(f"Image type: {words[0]}. Words allowed: {_quoted(words)}.")
-    else:
-        unknown.append("how the image was taken (do not say dermoscopic, dermoscopy or clinical photograph)")
+        facts.append(_MODALITY_WORDS[k["modality"]])
     dx, group = k["diagnosis"], k["diagnosis_group"]
-    if dx or group:
-        words = [w for w in dict.fromkeys((dx, group)) if w and w != "other"]
-        must.append(f"Diagnosis: {words[0] if words else dx}. Words allowed for the diagnosis: "
-                    f"{_quoted(words or [dx])}.")
-    else:
-        unknown.append("the diagnosis (name no disease)")
+    if dx or (group and group != "other"):
+        facts.append("diagnosis: " + (dx or group))
     if k["malignancy"]:
-        must.append(f'Behaviour: {k["malignancy"]}. Words allowed: "{k["malignancy"]}".')
-    else:
-        unknown.append('whether the lesion is benign, premalignant or malignant (do not use "benign", '
-                       '"malignant", "cancer" or similar words)')
+        facts.append(k["malignancy"])
+    person = []
     if k["age"] is not None:
-        a = _age_text(k["age"])
-        must.append(f'Patient age: {a} years. Write the age as "{a}-year-old" and in no other way.')
-    else:
-        unknown.append("the patient's age (no age, decade or words like elderly, young or child)")
+        person.append(_age_text(k["age"]) + "-year-old")
     if k["sex"]:
         adult = k["age"] is None or k["age"] >= 18
-        noun = ("man" if adult else "boy") if k["sex"] == "male" else ("woman" if adult else "girl")
-        pronouns = ("he", "his") if k["sex"] == "male" else ("she", "her")
-        must.append(f"Patient sex: {k['sex']}. Words allowed: {_quoted((noun, k['sex'], *pronouns))}.")
-    else:
-        unknown.append('the patient\'s sex (no he, she, his, her, man, woman: write "the patient")')
+        person.append(("man" if adult else "boy") if k["sex"] == "male" else ("woman" if adult else "girl"))
+    elif person:
+        person.append("patient")
+    if person:
+        facts.append(" ".join(person))
     if k["body_site"]:
-        chain = O.site_ancestors(k["body_site"])
-        words = [w for s in chain for w in _SITE_WORDS.get(s, (s,))]
-        must.append(f"Body site: {words[0]}. Words allowed for the site: {_quoted(words)}; "
-                    "name no other body part.")
-    else:
-        unknown.append("where on the body the lesion is (name no body part)")
+        facts.append("on the " + _SITE_WORDS.get(k["body_site"], k["body_site"]))
     if k["fitzpatrick"] is not None:
-        must.append(f'Fitzpatrick skin type: {_ROMAN[k["fitzpatrick"]]}. Write '
-                    f'"Fitzpatrick skin type {_ROMAN[k["fitzpatrick"]]}".')
-    else:
-        unknown.append("the Fitzpatrick skin type or skin phototype")
+        facts.append("Fitzpatrick skin type " + _ROMAN[k["fitzpatrick"]])
     if k["confirmation"]:
-        must.append(f'Diagnosis confirmed by {k["confirmation"]}. Write "confirmed by '
-                    f'{k["confirmation"]}".')
-    else:
-        unknown.append("how the diagnosis was confirmed (no biopsy, histopathology or follow-up)")
-    findings = k["findings"]
-    unknown_findings = []
+        facts.append("confirmed by " + k["confirmation"])
     for name in O.FINDINGS:
-        line = _finding_line(name, findings[name]) if name in findings else None
-        if line:
-            must.append(line)
-        else:
-            unknown_findings.append("colours" if name == "colors" else O.FINDING_LABELS[name])
-    if unknown_findings:
-        unknown.append("these features, neither present nor absent: " + ", ".join(unknown_findings))
-    unknown.append("any other diagnosis, differential diagnosis, history, size, treatment or advice")
-    return "\n".join([
-        "Write a clinical note of 2 to 5 sentences about this skin lesion image.",
-        "",
-        "MUST STATE each of these facts, using only the words allowed for it:",
-        *[f"- {line}" for line in must],
-        "",
-        "DO NOT MENTION the following, which are unknown for this lesion. Do not guess them and "
-        "do not say that they are unknown:",
-        *[f"- {line}" for line in unknown],
-        "",
-        "Do not mention anything that is not listed above. Output only the note.",
-    ])
+        if name in k["findings"]:
+            phrase = _finding_phrase(name, k["findings"][name])
+            if phrase:
+                facts.append(phrase)
+    return facts
+
+
+def _fact_list(facts: list[str]) -> str:
+    return "Facts:\n" + "\n".join("- " + f for f in facts)
 
 
 def build_messages(record: dict, style: str) -> list[dict]:
     """The chat messages that ask for a note of `style` (one of STYLES) about `record`."""
     if style == "llm":
         return [{"role": "system", "content": _SYSTEM},
-                {"role": "user", "content": _grounded_prompt(record)}]
+                {"role": "user", "content": _fact_list(_EXAMPLE_FACTS)},
+                {"role": "assistant", "content": _EXAMPLE_NOTE},
+                {"role": "user", "content": _fact_list(grounded_facts(record))}]
     if style == "llm_unconstrained":
         return [{"role": "user", "content": _UNCONSTRAINED}]
     raise ValueError(f"not an LLM style: {style!r}; choose from {', '.join(STYLES)}")
@@ -218,7 +174,7 @@ class LLMConfig:
     model: str
     api_key: str | None = None
     temperature: float = 0.7
-    max_tokens: int = 400
+    max_tokens: int = 200
     timeout: float = 60.0          # seconds per request attempt
     retries: int = 5               # further attempts after the first
     concurrency: int = 8           # requests in flight at once

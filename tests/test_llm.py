@@ -406,6 +406,10 @@ def test_planted_hallucinations_are_repaired_regenerated_or_rejected(records, se
     assert set(s["before"]["by_field"]) >= {"body_site", "diagnosis_group"}
     # The control: no metadata, so nearly every note invents something.
     assert report["styles"]["llm_unconstrained"]["before"]["share"] > 0.8
+    # ... and it is asked once: the study trains on its first answer, verified or not.
+    assert all(n["attempts"] == 1 for r in rows for n in r["notes"] + r["rejected"]
+               if n["style"] == "llm_unconstrained")
+    assert report["styles"]["llm_unconstrained"]["outcomes"]["regenerated"] == 0
     assert report["styles"]["template"]["before"]["with_violations"] == 0
     for row in rows:
         rec = row["record"]

@@ -163,7 +163,10 @@ class NoteMaker:
         base = {"style": style, "generator": self.client.config.model,
                 "prompt": f"dermjax.notes.llm/v{llm_lib.PROMPT_VERSION}"}
         verdicts, last = [], None
-        for attempt in range(self.regenerate + 1):
+        # The unconstrained style is the unverified control: its first answer is what the study
+        # trains on, so asking again would only cost requests (it is still verified, for the report).
+        tries = 1 if style == "llm_unconstrained" else self.regenerate + 1
+        for attempt in range(tries):
             s = attempt_seed(self.seed, record["image_id"], style, attempt)
             answer = self.client.complete(messages, s, stop=self.stop)
             if answer.text is None:

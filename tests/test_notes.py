@@ -352,9 +352,11 @@ def test_clause_cache_does_not_leak_between_records():
     cafe = {"diagnosis": "cafe-au-lait macule", "diagnosis_group": "other", "findings": {}}
     note = "A cafe-au-lait macule."
     assert verify(cafe, note).ok
-    assert [(v.field, v.kind) for v in verify(mel, note).violations] == [("findings.elevation", "unsupported")]
+    # For another record "cafe au lait" is also a diagnosis outside the vocabulary: unlisted.
+    other_record = [("findings.elevation", "unsupported"), ("other", "unsupported")]
+    assert [(v.field, v.kind) for v in verify(mel, note).violations] == other_record
     verify_module._CLAUSE_CACHE.clear()
-    assert [(v.field, v.kind) for v in verify(mel, note).violations] == [("findings.elevation", "unsupported")]
+    assert [(v.field, v.kind) for v in verify(mel, note).violations] == other_record
     assert verify(cafe, note).ok
 
 
@@ -405,8 +407,21 @@ HALLUCINATIONS = [
     (NEVUS, "Black and blue-gray areas.", "findings.colors", "contradicted", "black"),
     (NEVUS, "No brown colour is present.", "findings.colors", "contradicted", "no brown"),
     (NEVUS, "There is central ulceration.", "findings.ulceration", "unsupported", "present"),
-    (NEVUS, "The patient denies itching.", "findings.itch", "unsupported", "absent"),
-    (NEVUS, "A history of bleeding, unlike melanoma.", "findings.bleeding", "unsupported", "present"),
+    # Symptoms, history and advice have no field in these records (CONTRACT 5.1): `other`.
+    (NEVUS, "The patient denies itching.", "other", "unsupported", "no itch"),
+    (NEVUS, "A history of bleeding, unlike melanoma.", "other", "unsupported", "bleeding"),
+    (NEVUS, "The patient has a family history of melanoma.", "other", "unsupported", "history: family history"),
+    (NEVUS, "Biopsy is not needed.", "other", "unsupported", "unlisted: needed"),
+    (NEVUS, "A lesion of 6 mm.", "other", "unsupported", "size: 6 mm"),
+    # A part of the recorded site is finer than the record (CONTRACT 5.1).
+    (MELANOMA, "A malignant melanoma on the cheek (head and neck).", "body_site", "unsupported", "face"),
+    (MELANOMA, "Skin cancer on the nose.", "body_site", "unsupported", "face"),
+    ({"diagnosis": "vascular lesion", "diagnosis_group": "vascular lesion", "body_site": "hand"},
+     "An angioma on the back of the hand.", "body_site", "unsupported", "hand"),
+    ({"diagnosis": "melanoma (in situ)", "diagnosis_group": "melanoma", "body_site": "acral"},
+     "Melanoma in situ on the sole of the foot.", "body_site", "unsupported", "acral"),
+    # "elderly" is 75 and over.
+    (MELANOMA, "An elderly lady with melanoma.", "age", "contradicted", "elderly"),
     (MELANOMA, "Regression structures are present.", "findings.regression_structures", "unsupported",
      "present"),
     (MELANOMA, "Fitzpatrick skin type III.", "fitzpatrick", "unsupported", "3"),
@@ -450,27 +465,27 @@ CONSISTENT = [
     (NEVUS, "Light brown and dark brown colours; no black, no blue-gray. Brown colour. Symmetric lesion."),
     (NEVUS, "Not melanoma. Melanoma was ruled out. No features of basal cell carcinoma, SCC or AK."),
     (NEVUS, "Rather than melanoma, this is a nevus."),
-    (NEVUS, "The diagnosis was confirmed on follow-up. Biopsy is not needed."),
+    (NEVUS, "The diagnosis was confirmed on follow-up."),
     (NEVUS, "Ulceration: not assessed\nFitzpatrick skin type: II\nSex: male\nSite: back"),
     (NEVUS, "Melanoma cannot be excluded."),
     # Comparisons, prognosis and history name diagnoses that are not this lesion's.
     (NEVUS, "Unlike melanoma, it is harmless. Differential diagnosis includes melanoma and BCC."),
-    (NEVUS, "Often mistaken for melanoma. The patient has a family history of melanoma."),
+    (NEVUS, "Often mistaken for melanoma."),
     ({"diagnosis": "actinic keratosis", "diagnosis_group": "actinic keratosis", "malignancy": "premalignant"},
      "Actinic keratosis, a precancerous lesion that may progress to squamous cell carcinoma."),
-    (MELANOMA, "A malignant melanoma in a woman in her seventies, on the cheek (head and neck)."),
-    (MELANOMA, "Clinical photograph of skin cancer on the nose of an elderly lady."),
+    (MELANOMA, "A malignant melanoma in a woman in her seventies, on the face (head and neck)."),
+    (MELANOMA, "Clinical photograph of skin cancer on the face of a lady aged 70."),
     ({"diagnosis": "actinic keratosis / intraepithelial carcinoma", "diagnosis_group": "actinic keratosis",
       "malignancy": "premalignant", "findings": {}},
      "Bowen's disease (intraepithelial carcinoma), an AK-type precancerous lesion; not malignant."),
     ({"diagnosis": "benign keratosis", "diagnosis_group": "seborrheic keratosis", "malignancy": "benign"},
      "A benign keratosis, i.e. a seborrhoeic keratosis (SK)."),
     ({"diagnosis": "vascular lesion", "diagnosis_group": "vascular lesion", "body_site": "hand"},
-     "An angioma on the back of the hand; the upper extremity is otherwise clear."),
+     "An angioma on the hand (upper extremity)."),
     ({"diagnosis": "reed or spitz nevus", "diagnosis_group": "melanocytic nevus", "body_site": "foot"},
      "A Spitz nevus on the foot (lower extremity)."),
     ({"diagnosis": "melanoma (in situ)", "diagnosis_group": "melanoma", "body_site": "acral"},
-     "Melanoma in situ on the sole of the foot."),
+     "Melanoma in situ on acral skin (palms or soles)."),
 ]
 
 
@@ -483,11 +498,10 @@ def test_consistent_paraphrase_is_accepted(record, note):
 def test_ages_in_words_and_decades():
     rec = {"age": 65, "sex": "female"}
     for note in ("A woman in her sixties.", "Aged sixty-five.", "A 65 year old lady.", "In her mid-sixties.",
-                 "Age: 65", "A woman of about 63 years of age.", "In the seventh decade of life.",
-                 "An elderly woman."):
+                 "Age: 65", "A woman of about 63 years of age.", "In the seventh decade of life."):
         assert verify(rec, note).ok, (note, describe(verify(rec, note)))
     for note in ("A woman in her fifties.", "Aged sixty.", "A 56-year-old woman.", "In her early sixties.",
-                 "A teenager."):
+                 "A teenager.", "An elderly woman."):
         assert [v.field for v in verify(rec, note).violations] == ["age"], note
 
 
@@ -514,7 +528,7 @@ def test_cli_round_trip(tmp_path):
     cases = [
         {"id": "clean", "record": NEVUS, "note": template_note(NEVUS, 1)},
         {"id": 2, "record": MELANOMA, "note": "A man with a mole on the leg."},
-        {"id": None, "record": {"findings": {}}, "note": "Nothing is claimed here."},
+        {"id": None, "record": {"findings": {}}, "note": "An image of a skin lesion."},
         {"id": "report", "record": NEVUS, "note": report_note(NEVUS, 2)},
     ]
     src, out = tmp_path / "cases.jsonl", tmp_path / "verdicts.jsonl"

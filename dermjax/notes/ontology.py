@@ -156,7 +156,7 @@ DIAGNOSIS_TERMS = {
     "recurrent nevus": (_NEV, _sub("recurrent")), "halo nevus": (_NEV, _sub("halo")),
     "basal cell carcinoma": (_BCC, _NONE), "basal cell carcinomas": (_BCC, _NONE),
     "basal cell cancer": (_BCC, _NONE), "basal cell epithelioma": (_BCC, _NONE),
-    "basalioma": (_BCC, _NONE), "rodent ulcer": (_BCC, _NONE), "bcc": (_BCC, _NONE), "bccs": (_BCC, _NONE),
+    "basalioma": (_BCC, _NONE), "rodent ulcer": (_BCC, _NONE), "bcc": (_BCC, _NONE), "mm": (_MEL, _NONE), "bccs": (_BCC, _NONE),
     **{f"{kind} {name}": (_BCC, _sub(sub)) for kind, sub in (
         ("nodular", "nodular"), ("superficial", "superficial"), ("pigmented", "pigmented"),
         ("morpheaform", "morpheaform"), ("morpheiform", "morpheaform"), ("sclerosing", "morpheaform"),
@@ -214,9 +214,16 @@ SEX_TERMS = {
 AGE_GROUP_TERMS = {
     "newborn": (0, 1), "infant": (0, 2), "infants": (0, 2), "baby": (0, 2), "toddler": (1, 4),
     "child": (0, 15), "children": (0, 15), "adolescent": (10, 19), "teenager": (13, 19),
-    "teenage": (13, 19), "young adult": (18, 40), "middle aged": (35, 65), "elderly": (60, 130),
+    "teenage": (13, 19), "young adult": (18, 40), "middle aged": (35, 65), "elderly": (75, 130),
     "sexagenarian": (60, 69), "septuagenarian": (70, 79), "octogenarian": (80, 89),
     "nonagenarian": (90, 99), "centenarian": (100, 130),
+}
+
+# Skin-colour phrases -> the Fitzpatrick types they state (a fabricated type is a claim).
+SKIN_TONE_TERMS = {
+    "fair skin": (1, 3), "fair skinned": (1, 3), "pale skin": (1, 2), "light skin": (1, 3),
+    "light skinned": (1, 3), "dark skin": (4, 6), "dark skinned": (4, 6), "very dark skin": (5, 6),
+    "olive skin": (3, 4),
 }
 
 # Site phrase -> canonical site (section 3). Words that straddle two branches of the hierarchy
@@ -227,7 +234,7 @@ SITE_TERMS = {
     "scalp": "scalp", "vertex": "scalp", "back of the head": "scalp",
     "face": "face", "facial": "face", "cheek": "face", "cheeks": "face", "nose": "face",
     "nasal": "face", "forehead": "face", "chin": "face", "jaw": "face", "jawline": "face",
-    "eyelid": "face", "eyelids": "face", "lip": "face", "lips": "face", "temple": "face",
+    "eyelid": "face", "eyelids": "face", "lip": "face", "lips": "face", "upper lip": "face", "lower lip": "face", "temple": "face",
     "temples": "face", "eyebrow": "face", "brow": "face", "periorbital": "face",
     "perioral": "face", "malar": "face",
     "ear": "ear", "ears": "ear", "earlobe": "ear", "ear lobe": "ear", "auricle": "ear",
@@ -238,7 +245,7 @@ SITE_TERMS = {
     "chest": "chest", "breast": "chest", "breasts": "chest", "thorax": "chest", "thoracic": "chest",
     "sternum": "chest", "sternal": "chest", "pectoral": "chest",
     "abdomen": "abdomen", "abdominal": "abdomen", "belly": "abdomen", "umbilicus": "abdomen",
-    "umbilical": "abdomen", "periumbilical": "abdomen", "navel": "abdomen",
+    "umbilical": "abdomen", "abdominal wall": "abdomen", "periumbilical": "abdomen", "navel": "abdomen",
     "back": "back", "upper back": "back", "lower back": "back", "posterior torso": "back",
     "scapula": "back", "scapular": "back", "interscapular": "back", "lumbar": "back",
     "buttock": "buttock", "buttocks": "buttock", "gluteal": "buttock",
@@ -260,7 +267,7 @@ SITE_TERMS = {
     "foot": "foot", "feet": "foot", "toe": "foot", "toes": "foot", "dorsum of the foot": "foot",
     "top of the foot": "foot", "instep": "foot",
     "acral": "acral", "acral skin": "acral", "acral site": "acral", "palms/soles": "acral",
-    "palms and soles": "acral", "palm": "acral", "palms": "acral", "palmar": "acral",
+    "palms and soles": "acral", "palms or soles": "acral", "palm or sole": "acral", "palm": "acral", "palms": "acral", "palmar": "acral",
     "palm of the hand": "acral", "palms of the hands": "acral", "palm of his hand": "acral",
     "palm of her hand": "acral", "soles": "acral", "plantar": "acral",
     # "sole" alone is also an adjective ("the sole lesion"), so only its site phrases count.
@@ -338,7 +345,7 @@ FINDING_TERMS = {
     "blue whitish veil": ("blue_whitish_veil", None), "blue white veil": ("blue_whitish_veil", None),
     "bluish white veil": ("blue_whitish_veil", None), "whitish blue veil": ("blue_whitish_veil", None),
     "blue whitish structures": ("blue_whitish_veil", None), "veil": ("blue_whitish_veil", None),
-    "blue veil": ("blue_whitish_veil", None), "bluish veil": ("blue_whitish_veil", None),
+    "blue veil": ("blue_whitish_veil", None), "bwv": ("blue_whitish_veil", None), "bluish veil": ("blue_whitish_veil", None),
     "regression structures": ("regression_structures", None),
     "regression structure": ("regression_structures", None),
     "regressive structures": ("regression_structures", None),
@@ -373,9 +380,9 @@ FINDING_TERMS = {
     "pruritus": ("itch", None), "pruritic": ("itch", None),
     "bleeding": ("bleeding", None), "bleeds": ("bleeding", None), "bled": ("bleeding", None),
     "bleed": ("bleeding", None),
-    "pain": ("pain", None), "painful": ("pain", None), "painless": ("pain", "absent"), "tender": ("pain", None),
+    "pain": ("pain", None), "painful": ("pain", None), "painless": ("pain", "absent"), "tender": ("pain", None), "hurt": ("pain", None), "hurts": ("pain", None),
     "tenderness": ("pain", None),
-    "growth": ("growth", None), "growing": ("growth", None), "grown": ("growth", None),
+    "growth": ("growth", None), "recent growth": ("growth", None), "recently enlarging": ("growth", None), "growing": ("growth", None), "grown": ("growth", None),
     "grew": ("growth", None), "enlarging": ("growth", None), "enlarged": ("growth", None),
     "increase in size": ("growth", None), "increasing in size": ("growth", None),
 }
@@ -397,6 +404,7 @@ _IRREG = ("streaks", "dots_and_globules", "pigmentation")
 FINDING_VALUE_WORDS = {
     "typical": ("typical", ("pigment_network",)), "atypical": ("atypical", ("pigment_network",)),
     "regular": ("regular", _IRREG), "irregular": ("irregular", _IRREG),
+    "uniform": ("regular", ("pigmentation",)),
     "arborizing": ("arborizing", ("vascular_structures",)),
     "branching": ("arborizing", ("vascular_structures",)),
     "comma": ("comma", ("vascular_structures",)), "comma shaped": ("comma", ("vascular_structures",)),
@@ -449,3 +457,99 @@ FINDING_LABELS = {
     "pain": "pain",
     "growth": "growth",
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Fail-closed verification (CONTRACT 5.1).
+
+# Findings that are symptoms or change over time. A source that records none of them (most do
+# not) has no field for them, so a note's claim about them is `other`, not `findings.<name>`.
+SYMPTOM_FINDINGS = frozenset(("itch", "bleeding", "pain", "growth"))
+
+# Cue phrases that introduce personal or family history: facts no record field holds.
+HISTORY_CUES = frozenset(("history of", "family history", "mother", "father", "sister", "brother",
+                          "sibling", "siblings", "parent", "parents", "relative", "relatives",
+                          "previous", "previously", "prior"))
+
+# Site words that name a part of their canonical site ("cheek" in face, "shin" in lower
+# extremity): the record, which holds only the canonical site, cannot support them.
+FINER_SITE_TERMS = frozenset((
+    "vertex", "back of the head",
+    "cheek", "cheeks", "nose", "nasal", "forehead", "chin", "jaw", "jawline", "eyelid", "eyelids",
+    "lip", "lips", "upper lip", "lower lip", "temple", "temples", "eyebrow", "brow", "periorbital", "perioral", "malar",
+    "earlobe", "ear lobe", "helix", "retroauricular",
+    "nape", "nape of the neck", "back of the neck",
+    "flank", "flanks",
+    "breast", "breasts", "sternum", "sternal", "pectoral",
+    "umbilicus", "umbilical", "periumbilical", "navel",
+    "upper back", "lower back", "scapula", "scapular", "interscapular", "lumbar",
+    "upper arm", "forearm", "forearms", "elbow", "elbows", "wrist", "wrists",
+    "back of the hand", "dorsum of the hand", "finger", "fingers", "thumb", "thumbs", "knuckle", "knuckles",
+    "lower leg", "thigh", "thighs", "shin", "shins", "calf", "calves", "knee", "knees",
+    "back of the knee", "ankle", "ankles", "popliteal",
+    "toe", "toes", "dorsum of the foot", "top of the foot", "instep",
+    "palm", "palms", "palmar", "palm of the hand", "palms of the hands", "palm of his hand",
+    "palm of her hand", "soles", "plantar", "sole of the foot", "soles of the feet", "sole of the feet",
+    "sole of his foot", "sole of her foot", "on the sole", "on the sole of the foot",
+    "on the soles of the feet", "of the sole", "of the sole of the foot",
+    "penis", "penile", "scrotum", "scrotal", "vulva", "vulvar", "labia",
+    "tongue", "gingiva", "gingival", "palate", "buccal mucosa",
+))
+
+# Words a note may use that claim nothing: grammar, the lesion and the image as objects, and
+# plain note phrasing. Everything else that no vocabulary term explains is an unlisted claim
+# (field `other`). Kept short on purpose: a word belongs here only if no sentence using it can
+# state a clinical fact the record does not hold.
+NON_CLAIM_WORDS = frozenset("""
+a an the this that these those it its it's there here one
+of in on at to from by for with within into onto over under near about as than
+and or nor but also both either neither
+is are was were be been being has have had having do does did
+shows show showed shown showing demonstrates demonstrating displays displaying reveals revealing
+depicts depicting presents presenting appears appear appearing seen features featuring
+lesion lesions skin image images photo photograph picture view area region spot mark
+patient patients patient's individual person case cutaneous
+located situated found
+close up additionally addition their his her
+presented evaluated examined taken imaging imaged considered classified represents concerns
+diagnosis findings summary note
+recorded final exact specific overall altogether together moreover furthermore
+modality gender sex age location site body type behaviour behavior fitzpatrick
+shape surface described examination notable well often may can could might i e g
+clear clearly obvious obviously definite definitely distinct
+evidence only area areas structures zones periphery peripheral central centre center
+condition tumour tumor tumours tumors probable likely suggestive favour favor favours favors
+photographed clinical clinically revealed reveal reveals pattern made performed followed
+sign signs looking proved patch patches fair light
+""".split())
+
+# Words that say what kind of unlisted claim a clause makes, for the report.
+_TOPIC_WORDS = {
+    "size": ("mm", "cm", "millimetre", "millimeter", "millimetres", "millimeters", "centimetre",
+             "centimeter", "diameter", "size", "sized", "measuring", "measures", "measured", "large",
+             "small", "tiny", "big", "larger", "smaller"),
+    "duration": ("years", "year", "months", "month", "weeks", "week", "days", "since", "duration",
+                 "long", "standing", "ago", "recent", "recently", "new"),
+    "change": ("changed", "changing", "change", "evolving", "evolution", "enlarged", "stable", "grown"),
+    "symptom": ("itchy", "sore", "tender", "burning", "asymptomatic", "symptom", "symptoms",
+                "symptomatic", "discomfort"),
+    "history": ("history", "family", "excised", "excision", "removed", "biopsied", "recurrence",
+                "recurrent", "previous"),
+    "treatment": ("treatment", "treated", "therapy", "surgery", "surgical", "laser", "topical",
+                  "cream", "cryotherapy", "prescribed", "medication", "steroids", "recommended",
+                  "recommend", "referral", "referred", "monitoring", "advised", "should"),
+    "site detail": ("left", "right", "upper", "lower", "lateral", "medial", "anterior", "posterior",
+                    "proximal", "distal", "dorsal", "ventral"),
+    "instruction": ("must", "mention", "allowed", "write", "words", "facts", "fact", "instructions",
+                    "list", "output", "prompt", "sentences"),
+}
+_TOPIC_OF_WORD = {w: t for t, words in _TOPIC_WORDS.items() for w in words}
+
+
+def topic_of(words) -> str:
+    """What an unlisted claim is about, judged by its words: size, duration, change, symptom,
+    history, treatment, instruction, or "unlisted"."""
+    for w in words:
+        if w in _TOPIC_OF_WORD:
+            return _TOPIC_OF_WORD[w]
+    return "size" if any(w[:1].isdigit() for w in words) else "unlisted"

@@ -8,6 +8,17 @@ mark a field as unassessed. Every claim left is compared with the record. A fiel
 as null or missing supports no claim, so any claim on it, affirmed or denied, is "unsupported";
 a claim that conflicts with a known value is "contradicted".
 
+Fail closed (CONTRACT 5.1): a clause passes only when every word in it is explained, either by
+a mention or cue the scan recognised or by the short list of non-claim words in
+ontology.NON_CLAIM_WORDS (grammar, "lesion", "image", plain note phrasing). Any other word is an
+unlisted claim: field "other", kind "unsupported", claimed "<topic>: <words>" with the topic
+(size, duration, change, symptom, history, treatment, site detail, instruction, unlisted) judged
+from the words. So are sizes ("6 mm"; "MM" with no number before it is melanoma), history cues
+("family history", "previous") and symptoms or growth for a record whose source has no such
+field. A body part finer than a canonical site ("cheek", "shin", "upper back") is never the
+record's own site: unsupported, or contradicted in another branch. Clauses also end at "|" and at
+a dash or bullet standing alone between spaces.
+
 Reading rules beyond CONTRACT sections 2-5, where the contract leaves the wording open:
 - Negation reaches diagnoses, malignancy, findings and colors across its clause ("no streaks,
   dots or veil"); it reaches site, age, sex, Fitzpatrick type, modality and confirmation only
@@ -185,9 +196,17 @@ _SPACES = re.compile(r" {2,}")
 _RARE = re.compile("[\u2010\u2011\u2013\u2212_\u2019\u2018\t\r\f\v]")
 
 
+_DASH_BREAK = re.compile("(?:^|(?<=\\s))[-\u2013\u2212*](?=\\s)")
+
+
 def _normalize(text: str) -> str:
-    # str.replace for the common hyphen; the translation table only when rarer characters occur.
-    text = text.lower().replace("-", " ")
+    # A dash or bullet standing alone between spaces separates statements (CONTRACT 5.1); inside
+    # a word it is a hyphen. str.replace for the common hyphen; the translation table only when
+    # rarer characters occur.
+    text = text.lower()
+    if " -" in text or "\u2013" in text or "*" in text or text.startswith("-"):
+        text = _DASH_BREAK.sub("|", text)
+    text = text.replace("-", " ")
     if _RARE.search(text) is not None:
         text = text.translate(_TRANS)
     return _SPACES.sub(" ", text) if "  " in text else text
@@ -295,6 +314,8 @@ def _build_lexicon() -> dict:
         add(p, ("site", v, None))
     for p, v in O.AMBIGUOUS_SITE_TERMS.items():
         add(p, ("site", tuple(v), None))
+    for p, (lo, hi) in O.SKIN_TONE_TERMS.items():
+        add(p, ("fitz", (lo, hi), p))
     for p, v in O.MODALITY_TERMS.items():
         add(p, ("mod", v, None))
     for p, v in O.CONFIRMATION_TERMS.items():
@@ -353,13 +374,16 @@ _APPROX = r"(?:about|around|approximately|approx\.?|roughly|circa|nearly|almost|
 _BOUND = r"(?:over|above|older than|more than|under|below|younger than|less than)"
 _YEARS_OLD = r" ?(?:years?|yrs?|y) ?(?:old|of age)(?![a-z])"
 _NOT_A_UNIT = r"(?! ?(?:mm|cm|%|months?|weeks?|days?)(?![a-z]))"
+# "6 mm" is a size, not MM (melanoma): the number before the abbreviation decides.
+_UNIT_BEFORE = re.compile(r"\d+(?:[.,]\d+)? ?(?:x ?\d+(?:[.,]\d+)? ?)?$")
 _R = r"(?:vi|iv|v|i{1,3}|[1-6])"
 # Every mention starts a word, so one shared lookbehind guards the fitz, age and lexicon branches;
 # inside words the scan then fails after a single test.
 _FITZ = (r"(?:fitzpatrick(?: skin)?(?: photo ?type| type| scale| class| grade)?"
          r"|fst|(?:skin )?photo ?type|skin type)(?: is| was|:| of)? (?:type )?"
          rf"(?P<f1>{_R})(?:(?: to | or |/| )(?P<f2>{_R}))?(?![a-z0-9])"
-         rf"|type (?P<f3>{_R}) skin(?![a-z0-9])")
+         rf"|type (?P<f3>{_R}) skin(?![a-z0-9])"
+         rf"|(?<=\()type (?P<f4>{_R})(?=\))")
 _DECADE = "|".join(_DECADE_WORDS) + r"|[1-9]0 ?'?s"
 _AGE = (rf"(?:aged|ages|age range|age)(?: is| was|:)? (?:between )?(?P<rg1>{_RANGE}){_NOT_A_UNIT}"
         r"(?: ?(?:years?|yrs?)(?: old| of age)?(?![a-z]))?"
@@ -368,12 +392,14 @@ _AGE = (rf"(?:aged|ages|age range|age)(?: is| was|:)? (?:between )?(?P<rg1>{_RAN
         rf"|(?P<bd2>{_BOUND}) (?P<bn2>{_NUM}){_YEARS_OLD}"
         rf"|(?:(?P<ap1>{_APPROX}) ?)?(?P<a1>{_NUM}){_YEARS_OLD}"
         r"|(?P<a3>\d{1,3}) ?(?:y/o|yo)(?![a-z])"
+        # A bare number as a listed item or after "is" ("Female, 45.", "She is 35.", "65, male")
+        r"|(?:(?<=is )|(?<=, )|(?<=^)|(?<=^ ))(?P<a4>\d{1,3})(?= ?,| ?$)"
         rf"|(?:at the age of|at age|aged|age of|age)(?: is| was|:)? (?:(?P<ap2>{_APPROX}) )?"
-        rf"(?P<a2>{_NUM}){_NOT_A_UNIT}"
+        rf"(?P<a2>{_NUM}){_NOT_A_UNIT}(?: ?(?:years?|yrs?)(?: old| of age)?(?![a-z]))?"
         # The lookahead keeps the four lookbehinds from running at every word.
         rf"|(?=(?:early |mid |late )?(?:{_DECADE}))(?:(?<=in his )|(?<=in her )|(?<=in their )|(?<=in the ))"
         rf"(?:(?P<dq>early|mid|late) )?(?P<dec>{_DECADE})(?![a-z])"
-        r"|(?P<ord>" + "|".join(_ORDINALS) + r") decade")
+        r"|(?P<ord>" + "|".join(_ORDINALS) + r") decade(?: of (?:life|age))?")
 # First letters of every age and Fitzpatrick form: without these guards the age branches are
 # tried one by one at every word start, which was most of the scanning time.
 _AGE_START = (r"(?=[0-9~]|(?:age|between|over|above|older|more|under|below|younger|less|about|around|"
@@ -387,7 +413,7 @@ _MASTER = re.compile(
     r"|(?P<comma>,)")
 # Clause breaks: sentence ends (not the dot of "approx."), semicolons, lines, dashes, bullets.
 # It opens with a character class so the regex engine skips ahead to candidate characters.
-_CLAUSE = re.compile("[.;!?\n\u2014\u2022](?:(?<=[\n\u2014\u2022])|(?=\\s|$))(?<!approx\\.)")
+_CLAUSE = re.compile("[.;!?\n\u2014\u2022|](?:(?<=[\n\u2014\u2022|])|(?=\\s|$))(?<!approx\\.)")
 # What may separate two items of one list across a comma ("no veil, streaks or dots"); anything
 # longer ("rather than melanoma, this is a nevus") starts a new statement.
 _LIST_GAP = re.compile(r" ?(?:(?:and|or|nor|and/or) )?(?:(?:a|an|the|any) )?")
@@ -480,7 +506,7 @@ def _age_event(m, s, e) -> _Ev:
         if bound in ("over", "above", "older than", "more than"):
             return _Ev("age", s, e, (n, 200.0), f"over {n:g}")
         return _Ev("age", s, e, (0.0, n), f"under {n:g}")
-    n = _age_number(g("a1") or g("a2") or g("a3"))
+    n = _age_number(g("a1") or g("a2") or g("a3") or g("a4"))
     if g("ap1") or g("ap2"):
         return _Ev("age", s, e, (n - 5, n + 5), f"about {n:g}")
     return _Ev("age", s, e, (n - 0.999, n + 0.999), f"{n:g}")
@@ -490,17 +516,29 @@ def _roman(x: str) -> int:
     return _ROMAN[x] if x in _ROMAN else int(x)
 
 
-def _scan(text: str) -> list:
+def _scan(text: str, spans: list | None = None) -> list:
+    """The clause's events; `spans` (when given) collects every stretch of text a mention or cue
+    explains, neutral phrases included, for the fail-closed check of what is left."""
     events = []
     lex = _LEX
     for m in _MASTER.finditer(text):
         kind = m.lastgroup
         s, e = m.span()
+        if spans is not None and kind != "comma":
+            spans.append((s, e))
         if kind == "lex":
             word = m.group()
             k, a, b = lex[word]
             if k == "neutral":
                 continue
+            number = _UNIT_BEFORE.search(text, 0, s) if word == "mm" else None
+            if number is not None:
+                if spans is not None:
+                    spans.append((number.start(), s))
+                events.append(_Ev("other", number.start(), e, "size", text[number.start():e]))
+                continue
+            if k in ("aside", "asidefwd") and a in O.HISTORY_CUES:
+                events.append(_Ev("other", s, e, "history", a))
             if word == "growth":
                 g = _GROWTH_NOUN.search(text[max(0, s - 48):s])
                 if g is not None and not (g.group("det") == "the" and text.startswith(" of ", e)):
@@ -511,7 +549,7 @@ def _scan(text: str) -> list:
         elif kind == "age":
             events.append(_age_event(m, s, e))
         else:
-            lo = _roman(m.group("f1") or m.group("f3"))
+            lo = _roman(m.group("f1") or m.group("f3") or m.group("f4"))
             hi = _roman(m.group("f2")) if m.group("f2") else lo
             lo, hi = min(lo, hi), max(lo, hi)
             events.append(_Ev("fitz", s, e, (lo, hi), str(lo) if lo == hi else f"{lo}-{hi}"))
@@ -565,7 +603,7 @@ _SCOPE_END = {"term", "comma", "pos", "post", "pre", "both", "unk", "hedge", "as
               "asidefwd", "used", "ditto"}
 _CONTRAST = frozenset(("but", "however", "although", "though", "whereas", "while", "yet", "except",
                        "apart from", "aside from"))
-_CLAIMS = {"dx", "mal", "sex", "age", "site", "fitz", "mod", "conf", "find", "color"}
+_CLAIMS = {"dx", "mal", "sex", "age", "site", "fitz", "mod", "conf", "find", "color", "other"}
 
 
 def _bare(ev) -> bool:
@@ -668,6 +706,13 @@ def _resolve(evs: list, text: str) -> list:
         if ev.k != "drop":
             live.append(ev)
     evs, n = live, len(live)
+    for i in range(1, n - 1):
+        # "no visible vessels", "without obvious network": the word qualifies the negated item.
+        if (evs[i].k == "pos" and evs[i - 1].k in ("pre", "both") and evs[i + 1].k in _NEGATABLE
+                and not text[evs[i - 1].e:evs[i].s].strip(" a") and not text[evs[i].e:evs[i + 1].s].strip()):
+            evs[i].k = "drop"
+    evs = [ev for ev in evs if ev.k != "drop"]
+    n = len(evs)
     _tight_negation(evs, text)
     for i, ev in enumerate(evs):
         if ev.k == "non":
@@ -740,13 +785,37 @@ _CLAUSE_CACHE: dict = {}
 _CLAUSE_CACHE_LIMIT = 1 << 18
 
 
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)*|\d+(?:[.,]\d+)*")
+
+
+def _unexplained(clause: str, spans: list) -> list:
+    """The words of the clause that no mention, cue or allowed phrasing explains (fail closed:
+    CONTRACT 5.1 keeps a sentence only when all of its content is accounted for)."""
+    covered = bytearray(len(clause))
+    for s, e in spans:
+        covered[s:e] = b"\x01" * (e - s)
+    return [m for m in _WORD.finditer(clause)
+            if not covered[m.start()] and m.group() not in O.NON_CLAIM_WORDS]
+
+
 def _clause_claims(clause: str, key, pattern) -> tuple:
     """The claims of one normalized clause, given the record's diagnosis pattern, stored in
     the cache under `key`."""
-    events = _scan(clause)
-    if pattern is not None and events:
-        events = _mark_diagnosis(events, clause, pattern)
-    claims = tuple(_resolve(events, clause)) if events else ()
+    spans: list = []
+    events = _scan(clause, spans)
+    if pattern is not None:
+        own = [m.span() for m in pattern.finditer(clause)]
+        spans += own
+        if events:
+            # The record's own term ("melanoma (less than 0.76 mm)") states no size of its own.
+            events = [ev for ev in _mark_diagnosis(events, clause, pattern)
+                      if ev.k != "other" or not any(a <= ev.s and ev.e <= b for a, b in own)]
+    claims = _resolve(events, clause) if events else []
+    rest = _unexplained(clause, spans)
+    if rest:
+        claims.append(_Ev("other", rest[0].start(), rest[-1].end(), O.topic_of([m.group() for m in rest]),
+                          " ".join(m.group() for m in rest[:8])))
+    claims = tuple(claims)
     for ev in claims:
         ev.t = clause[ev.s:ev.e]
     if len(_CLAUSE_CACHE) >= _CLAUSE_CACHE_LIMIT:
@@ -822,6 +891,8 @@ def _check(claims: tuple, known: dict, diag_subs, out: list) -> None:
                 add(Violation(fname, "unsupported", claimed, _UNKNOWN))
             elif neg == (lo <= rec <= hi):
                 add(Violation(fname, "contradicted", claimed, _fmt(rec)))
+        elif k == "other":
+            add(Violation("other", "unsupported", f"{ev.a}: {ev.b}", "not in the record"))
         elif k == "site":
             _check_site(ev, neg, known["body_site"], add)
         elif k == "color":
@@ -847,6 +918,16 @@ def _check_site(ev, neg, rec, add) -> None:
     if rec is None:
         add(Violation("body_site", "unsupported", claimed, _UNKNOWN))
         return
+    if ev.t in O.FINER_SITE_TERMS:
+        # A part of `site` ("cheek" in face): never the record's own site. Unsupported when the
+        # record's site holds it or is held by `site`, contradicted when in another branch.
+        related = site in O.site_ancestors(rec) or rec in O.site_ancestors(site)
+        if neg:
+            if related:
+                add(Violation("body_site", "unsupported", claimed, rec))
+        else:
+            add(Violation("body_site", "unsupported" if related else "contradicted", claimed, rec))
+        return
     covers = site in O.site_ancestors(rec)      # the note names the record's site or an ancestor
     inside = rec in O.site_ancestors(site)      # the note is more specific than the record
     if neg:
@@ -861,6 +942,10 @@ def _check_site(ev, neg, rec, add) -> None:
 def _check_finding(name, value, neg, findings, add) -> None:
     fname = "findings." + name
     raw = findings.get(name)
+    if name in O.SYMPTOM_FINDINGS and name not in findings:
+        # A source that never records symptoms or growth has no such field (CONTRACT 5.1).
+        add(Violation("other", "unsupported", ("no " if neg else "") + name, "not in the record"))
+        return
     rec = finding_state(name, raw)
     if neg:
         if value is None or value == "present":

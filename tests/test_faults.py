@@ -228,6 +228,29 @@ def test_notes_killed_then_rerun_equals_an_uninterrupted_run(source, tmp_path, s
     assert "reusing" in _prep(*args).stdout
 
 
+def test_notes_made_by_other_code_are_neither_reused_nor_resumed(source, tmp_path):
+    """The note makers and the verifier are part of the settings (a changed rule gives other
+    notes and other verdicts): a finished or partial output from other code is written anew."""
+    data, reference = source
+    out = str(tmp_path / "notes.jsonl")
+    args = ["notes", "--source", "synthetic", "--root", data, "--out", out, "--styles", "template"]
+    assert "reusing" in _prep(*args[:6], reference, *args[7:]).stdout  # same code: reused
+    other_code = ("import sys; from dermjax.cli import prep; prep.notes_code_digest = lambda: 'other'; "
+                  "sys.exit(prep.main(sys.argv[1:]))")
+
+    def prep_other(*a):
+        return subprocess.run([sys.executable, "-c", other_code, *a], cwd=ROOT, capture_output=True,
+                              text=True, timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+    _killed_at("dermjax.notes.synthesize:_PartialFile.append", 20, "dermjax.cli.prep", *args)
+    r = prep_other(*args)
+    assert r.returncode == 0, r.stderr
+    assert "resumed" not in r.stdout and "reusing" not in r.stdout
+    assert "reusing" in prep_other(*args).stdout
+    assert "reusing" not in _prep(*args).stdout  # back to this code: written anew
+    assert open(out, "rb").read() == open(reference, "rb").read()
+
+
 # --- tokenizer -------------------------------------------------------------------------------
 
 def test_tokenizer_killed_or_damaged_then_rerun_equals_an_uninterrupted_run(source, tmp_path):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 
 from dermjax.cli._common import one_line_errors
@@ -29,6 +30,19 @@ def cmd_synthetic(a):
               f"in {a.out}, {summary['images_per_s']:.0f} images/s")
 
 
+def notes_code_digest() -> str:
+    """sha256 of the note makers and the verifier. Part of the notes settings: a changed rule or
+    vocabulary makes other notes and other verdicts, so an older output is neither reused nor
+    resumed."""
+    import dermjax.notes as notes_pkg
+
+    code = hashlib.sha256()
+    for name in ("styles", "verify", "ontology", "synthesize", "llm"):
+        with open(os.path.join(os.path.dirname(notes_pkg.__file__), name + ".py"), "rb") as f:
+            code.update(f.read())
+    return code.hexdigest()
+
+
 def cmd_notes(a):
     from dermjax.data.sources import load_records
     from dermjax.notes import llm
@@ -38,7 +52,8 @@ def cmd_notes(a):
     check_styles(styles)
     if a.limit is not None and a.limit < 1:
         raise DermjaxError(f"--limit must be >= 1, got {a.limit}")
-    settings = {"source": a.source, "root": os.path.abspath(a.root), "styles": styles, "seed": a.seed}
+    settings = {"source": a.source, "root": os.path.abspath(a.root), "styles": styles, "seed": a.seed,
+                "code_sha256": notes_code_digest()}
     client = None
     if any(s in llm.STYLES for s in styles):
         config = llm.resolve_config(a.llm_base_url, a.llm_model, a.llm_api_key,

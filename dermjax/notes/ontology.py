@@ -118,9 +118,8 @@ def spelling_variants(phrase: str) -> tuple[str, ...]:
 
 # Diagnosis phrase -> (group, subtypes). Subtypes name a specific diagnosis inside a group, so a
 # note saying "blue nevus" can be told apart from a recorded "clark nevus"; an empty set is the
-# group itself or a plain synonym of it. HAM's "actinic keratosis / intraepithelial carcinoma"
-# and Bowen's disease are one class, and "benign keratosis" is HAM's seborrheic keratosis, so
-# they carry no subtype.
+# group itself or a plain synonym of it. "benign keratosis" is HAM's seborrheic keratosis, so it
+# carries no subtype; HAM's "actinic keratosis / intraepithelial carcinoma" holds Bowen's disease.
 _MEL, _NEV = "melanoma", "melanocytic nevus"
 _BCC, _SCC = "basal cell carcinoma", "squamous cell carcinoma"
 _AK, _SK, _DF, _VASC = "actinic keratosis", "seborrheic keratosis", "dermatofibroma", "vascular lesion"
@@ -143,7 +142,7 @@ DIAGNOSIS_TERMS = {
     "melanoma metastases": (_MEL, _sub("metastasis")),
     "melanocytic nevus": (_NEV, _NONE), "melanocytic nevi": (_NEV, _NONE), "nevus": (_NEV, _NONE),
     "nevi": (_NEV, _NONE), "mole": (_NEV, _NONE), "moles": (_NEV, _NONE),
-    "common nevus": (_NEV, _NONE), "common mole": (_NEV, _NONE), "benign nevus": (_NEV, _NONE),
+    "common nevus": (_NEV, _NONE), "common mole": (_NEV, _NONE),
     "blue nevus": (_NEV, _sub("blue")), "spitz nevus": (_NEV, _sub("spitz")),
     "reed nevus": (_NEV, _sub("reed")), "reed or spitz nevus": (_NEV, _sub("reed", "spitz")),
     "spitz or reed nevus": (_NEV, _sub("reed", "spitz")),
@@ -166,12 +165,13 @@ DIAGNOSIS_TERMS = {
     "scc": (_SCC, _NONE), "sccs": (_SCC, _NONE),
     "actinic keratosis": (_AK, _NONE), "actinic keratoses": (_AK, _NONE),
     "solar keratosis": (_AK, _NONE), "solar keratoses": (_AK, _NONE),
-    "actinic keratosis / intraepithelial carcinoma": (_AK, _NONE),
-    "actinic keratosis/intraepithelial carcinoma": (_AK, _NONE),
-    "intraepithelial carcinoma": (_AK, _NONE), "bowen's disease": (_AK, _NONE),
-    "bowens disease": (_AK, _NONE), "bowen disease": (_AK, _NONE),
-    "squamous cell carcinoma in situ": (_AK, _NONE), "scc in situ": (_AK, _NONE),
-    "carcinoma in situ": (_AK, _NONE), "ak": (_AK, _NONE), "aks": (_AK, _NONE), "akiec": (_AK, _NONE),
+    "actinic keratosis / intraepithelial carcinoma": (_AK, _sub("intraepithelial carcinoma")),
+    "actinic keratosis/intraepithelial carcinoma": (_AK, _sub("intraepithelial carcinoma")),
+    # Bowen's disease sits in the actinic keratosis group (HAM's akiec), but it is not an
+    # actinic keratosis: for a record that says only "actinic keratosis" it is a subtype.
+    **dict.fromkeys(("intraepithelial carcinoma", "bowen's disease", "bowens disease", "bowen disease",
+                     "squamous cell carcinoma in situ", "scc in situ", "carcinoma in situ"),
+                    (_AK, _sub("intraepithelial carcinoma"))), "ak": (_AK, _NONE), "aks": (_AK, _NONE), "akiec": (_AK, _NONE),
     "seborrheic keratosis": (_SK, _NONE), "seborrheic keratoses": (_SK, _NONE),
     "seborrheic wart": (_SK, _NONE), "seborrheic warts": (_SK, _NONE),
     "benign keratosis": (_SK, _NONE), "benign keratoses": (_SK, _NONE),
@@ -183,9 +183,10 @@ DIAGNOSIS_TERMS = {
     "df": (_DF, _NONE),
     "vascular lesion": (_VASC, _NONE), "vascular lesions": (_VASC, _NONE),
     "hemangioma": (_VASC, _NONE), "hemangiomas": (_VASC, _NONE), "angioma": (_VASC, _NONE),
-    "angiomas": (_VASC, _NONE), "cherry angioma": (_VASC, _NONE), "angiokeratoma": (_VASC, _NONE),
-    "angiokeratomas": (_VASC, _NONE), "pyogenic granuloma": (_VASC, _NONE),
-    "pyogenic granulomas": (_VASC, _NONE), "venous lake": (_VASC, _NONE), "vasc": (_VASC, _NONE),
+    "angiomas": (_VASC, _NONE), "cherry angioma": (_VASC, _sub("cherry angioma")),
+    "angiokeratoma": (_VASC, _sub("angiokeratoma")),
+    "angiokeratomas": (_VASC, _sub("angiokeratoma")), "pyogenic granuloma": (_VASC, _sub("pyogenic granuloma")),
+    "pyogenic granulomas": (_VASC, _sub("pyogenic granuloma")), "venous lake": (_VASC, _sub("venous lake")), "vasc": (_VASC, _NONE),
     "lentigo": ("other", _sub("lentigo")), "lentigines": ("other", _sub("lentigo")),
     "solar lentigo": ("other", _sub("lentigo")), "lentigo simplex": ("other", _sub("lentigo")),
     "melanosis": ("other", _sub("melanosis")),
@@ -214,7 +215,7 @@ SEX_TERMS = {
 AGE_GROUP_TERMS = {
     "newborn": (0, 1), "infant": (0, 2), "infants": (0, 2), "baby": (0, 2), "toddler": (1, 4),
     "child": (0, 15), "children": (0, 15), "adolescent": (10, 19), "teenager": (13, 19),
-    "teenage": (13, 19), "young adult": (18, 40), "middle aged": (35, 65), "elderly": (75, 130),
+    "teenage": (13, 19), "young adult": (18, 40), "middle aged": (35, 65), "young": (0, 39), "elderly": (75, 130),
     "sexagenarian": (60, 69), "septuagenarian": (70, 79), "octogenarian": (80, 89),
     "nonagenarian": (90, 99), "centenarian": (100, 130),
 }
@@ -247,7 +248,7 @@ SITE_TERMS = {
     "abdomen": "abdomen", "abdominal": "abdomen", "belly": "abdomen", "umbilicus": "abdomen",
     "umbilical": "abdomen", "abdominal wall": "abdomen", "periumbilical": "abdomen", "navel": "abdomen",
     "back": "back", "upper back": "back", "lower back": "back", "posterior torso": "back",
-    "scapula": "back", "scapular": "back", "interscapular": "back", "lumbar": "back",
+    "scapula": "back", "scapular": "back", "shoulder blade": "back", "shoulder blades": "back", "interscapular": "back", "lumbar": "back",
     "buttock": "buttock", "buttocks": "buttock", "gluteal": "buttock",
     "upper extremity": "upper extremity", "upper extremities": "upper extremity",
     "upper limb": "upper extremity", "upper limbs": "upper extremity", "arm": "upper extremity",
@@ -310,7 +311,7 @@ MODALITY_TERMS = {
     **dict.fromkeys(("clinical photograph", "clinical photographs", "clinical photo", "clinical image",
                      "clinical images", "clinical picture", "clinical view", "macroscopic image",
                      "macroscopic photograph", "close up photograph", "close up image",
-                     "modality: clinical"), "clinical"),
+                     "modality: clinical", "photographed clinically", "clinically photographed"), "clinical"),
 }
 
 # Confirmation words count only next to a word saying the diagnosis was confirmed (see verify),
@@ -482,7 +483,7 @@ FINER_SITE_TERMS = frozenset((
     "flank", "flanks",
     "breast", "breasts", "sternum", "sternal", "pectoral",
     "umbilicus", "umbilical", "periumbilical", "navel",
-    "upper back", "lower back", "scapula", "scapular", "interscapular", "lumbar",
+    "upper back", "lower back", "shoulder blade", "shoulder blades", "scapula", "scapular", "interscapular", "lumbar",
     "upper arm", "forearm", "forearms", "elbow", "elbows", "wrist", "wrists",
     "back of the hand", "dorsum of the hand", "finger", "fingers", "thumb", "thumbs", "knuckle", "knuckles",
     "lower leg", "thigh", "thighs", "shin", "shins", "calf", "calves", "knee", "knees",
@@ -517,6 +518,7 @@ recorded final exact specific overall altogether together moreover furthermore
 modality gender sex age location site body type behaviour behavior fitzpatrick
 shape surface described examination notable well often may can could might i e g
 clear clearly obvious obviously definite definitely distinct
+quality good poor slightly blurred blurry focus sharp lighting hair hairs artefact artifact bubbles
 evidence only area areas structures zones periphery peripheral central centre center
 condition tumour tumor tumours tumors probable likely suggestive favour favor favours favors
 photographed clinical clinically revealed reveal reveals pattern made performed followed

@@ -227,7 +227,7 @@ _CUES = {
              "not visible", "not evident", "not noted", "not found", "not appreciated",
              "not apparent", "not performed", "not done", "not involved"),
     # Hedges state nothing either way, so they drop the mention like "not assessed" does.
-    "hedge": ("cannot be excluded", "cannot be ruled out", "can not be excluded",
+    "hedge": ("less likely", "cannot be excluded", "cannot be ruled out", "can not be excluded",
               "can not be ruled out", "can't be excluded", "can't be ruled out", "cannot exclude",
               "cannot rule out", "not excluded", "not ruled out", "could not be excluded",
               "could not be ruled out", "to rule out", "to exclude"),
@@ -248,7 +248,7 @@ _CUES = {
               "differential diagnoses include", "differential includes", "distinguish from",
               "distinguished from", "mimic", "mimics", "mimicking", "resemble", "resembles",
               "resembling", "simulating", "history of", "versus", "vs", "compared with",
-              "compared to"),
+              "compared to", "ddx"),
     # Other people's and earlier lesions, forward only ("her mother had melanoma").
     "asidefwd": ("family history", "mother", "father", "sister", "brother", "sibling", "siblings",
                  "parent", "parents", "relative", "relatives", "previous", "previously", "prior"),
@@ -269,7 +269,10 @@ _CUES = {
     "confcue": ("confirmed", "confirm", "confirms", "confirmation", "proven", "proved", "verified",
                 "established", "diagnosed", "based on"),
     # Phrases consumed so that their words are not read as cues or mentions.
-    "neutral": ("malignancy:", "consistent with", "compatible with", "in keeping with",
+    # Hedges about what is not known are not claims (CONTRACT 5.1).
+    "neutral": ("no history is available", "no history available", "history is not available",
+                "history not available", "history is unknown", "no clinical history",
+                "no further history", "malignancy:", "consistent with", "compatible with", "in keeping with",
                 "in line with", "on the other hand", "on one hand", "at hand", "first hand",
                 "second hand", "by hand", "hand in hand", "hand held", "handheld", "came back",
                 "come back", "comes back", "coming back", "went back", "go back", "goes back",
@@ -392,8 +395,9 @@ _AGE = (rf"(?:aged|ages|age range|age)(?: is| was|:)? (?:between )?(?P<rg1>{_RAN
         rf"|(?P<bd2>{_BOUND}) (?P<bn2>{_NUM}){_YEARS_OLD}"
         rf"|(?:(?P<ap1>{_APPROX}) ?)?(?P<a1>{_NUM}){_YEARS_OLD}"
         r"|(?P<a3>\d{1,3}) ?(?:y/o|yo)(?![a-z])"
+        r"|(?P<a5>\d{1,3})(?P<sx>[mf])(?![a-z])"  # "45M", "62F"
         # A bare number as a listed item or after "is" ("Female, 45.", "She is 35.", "65, male")
-        r"|(?:(?<=is )|(?<=, )|(?<=^)|(?<=^ ))(?P<a4>\d{1,3})(?= ?,| ?$)"
+        r"|(?:(?<=is )|(?<=, )|(?<=^)|(?<=^ ))(?P<a4>\d{1,3})(?: ?(?:years?|yrs?))?(?= ?,| ?$)"
         rf"|(?:at the age of|at age|aged|age of|age)(?: is| was|:)? (?:(?P<ap2>{_APPROX}) )?"
         rf"(?P<a2>{_NUM}){_NOT_A_UNIT}(?: ?(?:years?|yrs?)(?: old| of age)?(?![a-z]))?"
         # The lookahead keeps the four lookbehinds from running at every word.
@@ -506,7 +510,7 @@ def _age_event(m, s, e) -> _Ev:
         if bound in ("over", "above", "older than", "more than"):
             return _Ev("age", s, e, (n, 200.0), f"over {n:g}")
         return _Ev("age", s, e, (0.0, n), f"under {n:g}")
-    n = _age_number(g("a1") or g("a2") or g("a3") or g("a4"))
+    n = _age_number(g("a1") or g("a2") or g("a3") or g("a4") or g("a5"))
     if g("ap1") or g("ap2"):
         return _Ev("age", s, e, (n - 5, n + 5), f"about {n:g}")
     return _Ev("age", s, e, (n - 0.999, n + 0.999), f"{n:g}")
@@ -548,6 +552,8 @@ def _scan(text: str, spans: list | None = None) -> list:
             events.append(_Ev("comma", s, e))
         elif kind == "age":
             events.append(_age_event(m, s, e))
+            if m.group("sx"):
+                events.append(_Ev("sex", e - 1, e, "male" if m.group("sx") == "m" else "female"))
         else:
             lo = _roman(m.group("f1") or m.group("f3") or m.group("f4"))
             hi = _roman(m.group("f2")) if m.group("f2") else lo
@@ -666,6 +672,11 @@ def _tight_negation(evs: list, text: str) -> None:
             ev.neg, evs[i + 1].k = "neg", "used"
 
 
+# "no visible vessels", "no visible signs of skin cancer": what may stand between the adjective
+# and the negated item.
+_SIGNS_OF = re.compile(r" (?:(?:signs?|evidence|features?|areas?) of )?")
+
+
 def _resolve(evs: list, text: str) -> list:
     n = len(evs)
     # Value words qualify the finding named right after them, else right before them.
@@ -709,7 +720,8 @@ def _resolve(evs: list, text: str) -> list:
     for i in range(1, n - 1):
         # "no visible vessels", "without obvious network": the word qualifies the negated item.
         if (evs[i].k == "pos" and evs[i - 1].k in ("pre", "both") and evs[i + 1].k in _NEGATABLE
-                and not text[evs[i - 1].e:evs[i].s].strip(" a") and not text[evs[i].e:evs[i + 1].s].strip()):
+                and not text[evs[i - 1].e:evs[i].s].strip(" a")
+                and _SIGNS_OF.fullmatch(text, evs[i].e, evs[i + 1].s) is not None):
             evs[i].k = "drop"
     evs = [ev for ev in evs if ev.k != "drop"]
     n = len(evs)

@@ -160,6 +160,7 @@ def main(argv=None):
     ap.add_argument("--llm-base-url")
     ap.add_argument("--llm-model")
     ap.add_argument("--llm-concurrency", type=int, default=2)
+    ap.add_argument("--llm-cache", help="answer cache folder (default: WORK/notes.jsonl.llm-cache)")
     ap.add_argument("--extra", action="append", default=[], help="more --config.KEY=VALUE for every run")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "note_study.json"))
     a = ap.parse_args(argv)
@@ -188,6 +189,8 @@ def main(argv=None):
     if set(styles) & set(LLM_STYLES):
         cmd += ["--llm-base-url", a.llm_base_url, "--llm-model", a.llm_model,
                 "--llm-concurrency", str(a.llm_concurrency)]
+        if a.llm_cache:
+            cmd += ["--llm-cache", a.llm_cache]
     commands = {"notes": cmd}
     t_notes = run(cmd, log)
     counts = training_notes(notes, os.path.join(work, "notes_for_shards.jsonl"))

@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -404,6 +403,12 @@ def test_planted_hallucinations_are_repaired_regenerated_or_rejected(records, se
     assert o == {k: expected.get(k, 0) for k in synth.OUTCOMES}
     assert (o["repaired"] > 0) == repair and o["regenerated"] + o["rejected"] > 0
     assert set(s["before"]["by_field"]) >= {"body_site", "diagnosis_group"}
+    # Violations per 100 notes by claim kind: every first-attempt violation counted once, by kind.
+    per_100 = s["before"]["per_100_notes_by_claim"]
+    assert set(per_100) == set(synth.CLAIM_KINDS) and per_100["site"] > 0 and per_100["diagnosis"] > 0
+    firsts = [n["verdicts"][0] for r in rows for n in r["notes"] + r["rejected"]
+              if n["style"] == "llm" and n["verdicts"]]
+    assert sum(per_100.values()) == pytest.approx(100 * sum(map(len, firsts)) / len(firsts), abs=0.5)
     # The control: no metadata, so nearly every note invents something.
     assert report["styles"]["llm_unconstrained"]["before"]["share"] > 0.8
     # ... and it is asked once: the study trains on its first answer, verified or not.

@@ -246,12 +246,27 @@ def _field_counts(verdict_lists: list[list[dict]], n: int) -> dict:
     return {f: {"count": c, "share": c / n if n else 0.0} for f, c in sorted(fields.items())}
 
 
+# The claim kinds of the hallucination report, by violated field.
+CLAIM_KINDS = {"diagnosis": ("diagnosis", "diagnosis_group", "malignancy"), "site": ("body_site",),
+               "age": ("age",), "sex": ("sex",), "findings": (), "unlisted": ("other",),
+               "other record fields": ("fitzpatrick", "modality", "confirmation")}
+
+
+def claim_kind(field: str) -> str:
+    if field.startswith("findings."):
+        return "findings"
+    return next((k for k, fields in CLAIM_KINDS.items() if field in fields), "other record fields")
+
+
 def _rate(verdict_lists: list[list[dict]]) -> dict:
     n = len(verdict_lists)
     bad = sum(1 for vs in verdict_lists if vs)
     kinds = collections.Counter(v["kind"] for vs in verdict_lists for v in vs)
+    claims = collections.Counter(claim_kind(v["field"]) for vs in verdict_lists for v in vs)
     return {"notes": n, "with_violations": bad, "share": bad / n if n else 0.0,
-            "by_field": _field_counts(verdict_lists, n), "by_kind": dict(sorted(kinds.items()))}
+            "by_field": _field_counts(verdict_lists, n), "by_kind": dict(sorted(kinds.items())),
+            "per_100_notes_by_claim": {k: round(100 * claims.get(k, 0) / n, 1) if n else 0.0
+                                       for k in CLAIM_KINDS}}
 
 
 def hallucination_report(rows: list[dict], styles: list[str]) -> dict:

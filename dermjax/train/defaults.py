@@ -68,7 +68,9 @@ def base_config() -> ml_collections.ConfigDict:
                          init="", init_format="auto", freeze=False, proj_bias=False,
                          # how imported weights compute (vit.OPTIONS; pretrained.vit_options gives
                          # each source's): LayerNorm eps, GELU form, class token with gap pooling,
-                         # LayerNorm before the encoder / after pooling, input normalization
+                         # LayerNorm before the encoder / after pooling, input normalization.
+                         # class_token is a typed None: unset follows pool (a class token only
+                         # for pool "cls", vit.VisionTransformer); a bool overrides it.
                          ln_eps=1e-6, act="tanh", class_token=ml_collections.config_dict.placeholder(bool),
                          pre_norm=False, norm_pooled=False, pixel_mean=(0.5, 0.5, 0.5), pixel_std=(0.5, 0.5, 0.5))
     # Text: type "transformer" (explicit sizes, or variant="B": text.PRESETS) or "bert" (init: a

@@ -5,7 +5,7 @@ Command (what ./launch/quickstart.sh runs after preparing data under runs/quicks
     dermjax-train --config configs/quickstart.py --workdir runs/quickstart/train \
         --config.data.shards=runs/quickstart/shards
 
-Expected on the 2-core CPU machine: about 5 minutes of training (600 steps of 128), then
+Expected on the 2-core CPU machine: about 2 minutes of training (400 steps of 128), then
 `dermjax-eval` on the held-out synthetic test split gives zero-shot weighted F1 and
 class-matching image->note P@5 well above 0.6 (chance is about 0.13). See README for the last
 measured figures. `get_config("tiny")` is the few-step variant the tests use.

@@ -1,4 +1,4 @@
-"""dermjax-compile --config configs/NAME.py --topology v5e:8x8 [--config.KEY=VALUE ...] [--out FILE.json]
+"""dermjax-compile --config NAME[:ARG]|FILE.py --topology v5e:8x8 [--config.KEY=VALUE ...] [--out FILE.json]
 
 Compiles a config's real train step (either trainer) and the evaluator's embedding steps for a
 TPU slice or GPU cluster this host does not have, with the config's own mesh, shardings, batch
@@ -26,7 +26,7 @@ from ml_collections import config_flags  # noqa: E402
 from dermjax.cli._common import one_line_errors, parse_flags_or_exit  # noqa: E402
 from dermjax.errors import DermjaxError  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (.py with get_config)")
+_CONFIG = config_flags.DEFINE_config_file("config", None, "a shipped config by name (quickstart, siglip_vit_b16, ...) or a .py file with get_config; NAME:ARG passes ARG to get_config")
 _TOPOLOGY = flags.DEFINE_string("topology", None, "target, e.g. v5e:8x8, v4:2x2x4, v5p:4x4x4, v6e:4x4, h100:1x2x8")
 _TRAINER = flags.DEFINE_enum("trainer", None, ["contrastive", "distill"], "override config.trainer")
 _PROGRAMS = flags.DEFINE_list("programs", ["train", "eval"], "what to compile: train, eval")

@@ -18,7 +18,7 @@ import os
 import re
 import sys
 
-from dermjax.cli._common import one_line_errors
+from dermjax.cli._common import add_verbosity, one_line_errors, set_verbosity
 from dermjax.errors import DermjaxError
 
 
@@ -55,12 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() (cluster auto-detection: TPU VM, SLURM)")
     p.add_argument("--out", required=True)
+    add_verbosity(p)
     return p
 
 
 @one_line_errors
 def main(argv=None):
     a = build_parser().parse_args(argv)
+    set_verbosity(a.verbosity)
     if a.bootstrap < 0:
         raise DermjaxError(f"--bootstrap must be >= 0, got {a.bootstrap}")
     if not (a.benchmarks or a.manifest or a.shards):

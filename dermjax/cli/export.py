@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from dermjax.cli._common import one_line_errors
+from dermjax.cli._common import add_verbosity, one_line_errors, set_verbosity
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,12 +16,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="a dermjax-train workdir")
     p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     p.add_argument("--out", required=True, help="folder for model.safetensors, config.json, tokenizer")
+    add_verbosity(p)
     return p
 
 
 @one_line_errors
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    set_verbosity(args.verbosity)
     from flax import nnx
 
     from dermjax.data import tokenizer as tokenizer_lib

@@ -15,7 +15,7 @@ import argparse
 import hashlib
 import os
 
-from dermjax.cli._common import one_line_errors
+from dermjax.cli._common import add_verbosity, one_line_errors, set_verbosity
 from dermjax.errors import DermjaxError, TemporaryError
 from dermjax.io import read_jsonl, sha256_file, write_json
 
@@ -279,12 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-side", type=int, default=0,
                    help="re-encode images whose longer side exceeds this (0: keep every file's bytes)")
     s.set_defaults(fn=cmd_tfds)
+    add_verbosity(p, *sub.choices.values())
     return p
 
 
 @one_line_errors
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    set_verbosity(args.verbosity)
     args.fn(args)
 
 

@@ -1,4 +1,4 @@
-"""dermjax-train --config configs/NAME.py --workdir DIR [--config.KEY=VALUE ...]
+"""dermjax-train --config NAME[:ARG]|FILE.py --workdir DIR [--config.KEY=VALUE ...]
 
 Trains with the trainer the config names (`config.trainer`: "contrastive", or "distill" for the
 teacher-student trainer of dermjax/train/distill.py), writes Orbax checkpoints under DIR and resumes from the
@@ -21,7 +21,7 @@ from dermjax.errors import DermjaxError
 
 TRAINERS = ("contrastive", "distill")  # modules of dermjax.train, each with train(cfg, workdir)
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (.py with get_config)")
+_CONFIG = config_flags.DEFINE_config_file("config", None, "a shipped config by name (quickstart, siglip_vit_b16, ...) or a .py file with get_config; NAME:ARG passes ARG to get_config")
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, logs and config.json go here")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
 

@@ -22,10 +22,10 @@ echo "== installing dermjax into .venv (pinned by constraints.txt${ACCEL:+, jax[
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q -U pip
 if [[ -n $ACCEL ]]; then
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference,export]"
   .venv/bin/python -m pip install -q -c constraints.txt "jax[$ACCEL]"
 else
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference,tpu-compile]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference,export,tpu-compile]"
   .venv/bin/python -m pip install -q -c constraints.txt --no-deps --target .venv/gpu-compile-plugin \
     jax-cuda12-plugin jax-cuda12-pjrt
 fi

@@ -72,11 +72,18 @@ def dists(tmp_path_factory):
             os.makedirs(os.path.dirname(src / rel), exist_ok=True)
             with open(os.path.join(REPO, rel), "rb") as a, open(src / rel, "wb") as b:
                 b.write(a.read())
-    code = ("import sys; from setuptools import build_meta as b; "
-            "s = b.build_sdist(sys.argv[1]); w = b.build_wheel(sys.argv[1]); print('BUILT', s, w)")
-    r = subprocess.run([sys.executable, "-c", code, str(out)], cwd=src, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    sdist, wheel = next(l for l in r.stdout.splitlines() if l.startswith("BUILT ")).split()[1:]
+    def build(kind, where):
+        code = f"import sys; from setuptools import build_meta as b; print('BUILT', b.build_{kind}(sys.argv[1]))"
+        r = subprocess.run([sys.executable, "-c", code, str(out)], cwd=where, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return next(l for l in r.stdout.splitlines() if l.startswith("BUILT ")).split()[1]
+
+    sdist = build("sdist", src)
+    # The wheel is built from the unpacked sdist, as pip builds it: the sdist must be complete.
+    with tarfile.open(out / sdist) as t:
+        t.extractall(tmp / "unpacked", filter="data")
+    wheel = build("wheel", tmp / "unpacked" / sdist[:-len(".tar.gz")])
     return tmp, str(out / sdist), str(out / wheel)
 
 

@@ -179,6 +179,18 @@ def cmd_verify(a):
     print(f"verify: {result['records']} records in {a.shards}: every shard matches the manifest and decodes")
 
 
+def cmd_export_pairs(a):
+    from tqdm import tqdm
+
+    from dermjax.data import export_pairs, shards
+
+    total = shards.load_manifest(a.shards).get("num_records")
+    with tqdm(total=total, desc=f"export-pairs ({a.format})", unit="pair") as bar:
+        r = export_pairs.export(a.shards, a.format, a.out, progress=bar.update)
+    print(f"export-pairs: {sum(r['splits'].values())} pairs ({', '.join(f'{k} {v}' for k, v in r['splits'].items())}) "
+          f"-> {a.out} ({a.format}; dataset card {os.path.join(a.out, 'README.md')})")
+
+
 def cmd_tfds(a):
     from dermjax.data import tfds_builders
 
@@ -251,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shards", required=True)
     s.add_argument("--vocab-size", type=int, default=2000)
     s.set_defaults(fn=cmd_tokenizer)
+
+    s = sub.add_parser("export-pairs", help="the shards' image-note pairs as a Hugging Face (Parquet), "
+                                            "webdataset (tar) or TFDS data set, with a dataset card")
+    s.add_argument("--shards", required=True)
+    s.add_argument("--format", required=True, choices=("hf", "webdataset", "tfds"))
+    s.add_argument("--out", required=True, help="a new folder (written as OUT.partial, then renamed)")
+    s.set_defaults(fn=cmd_export_pairs)
 
     s = sub.add_parser("overlap", help="images shared between training shards and another set")
     s.add_argument("--train", required=True, help="shard folder (or image folder / manifest CSV)")

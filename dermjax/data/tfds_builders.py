@@ -160,6 +160,75 @@ class DermjaxHam10000(_LocalBuilder):
             yield r["image_id"], ex
 
 
+@dataclasses.dataclass(eq=False)
+class PairsConfig(tfds.core.BuilderConfig):
+    shard_dir: str = ""
+    classes: tuple[str, ...] = ()
+
+
+class DermjaxPairs(_LocalBuilder):
+    """A dermjax shard folder's image-note pairs (dermjax-prep export-pairs --format tfds)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Shards (schema 1) -> image, label, record and every note with its verdict."}
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        import numpy as np
+
+        cfg: PairsConfig = self.builder_config
+        text = tfds.features.Text
+        note = {"style": text(), "text": text(), "generator": text(), "seed": tfds.features.Scalar(np.int64),
+                "ok": tfds.features.Scalar(np.bool_), "outcome": text(), "violations": text(), "note_json": text()}
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=f"dermjax image-note pairs from {cfg.shard_dir}: every note with the verifier's verdict.",
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+                "image_id": text(), "dataset": text(), "split": text(), "image_sha256": text(),
+                "label": tfds.features.ClassLabel(names=list(cfg.classes)), "label_name": text(), "record": text(),
+                "notes": tfds.features.Sequence(note),
+            }),
+            supervised_keys=("image", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        from dermjax.data import shards
+
+        cfg: PairsConfig = self.builder_config
+        return {s: self._generate_examples(s) for s in sorted(shards.load_manifest(cfg.shard_dir)["splits"])}
+
+    def _generate_examples(self, split):
+        from dermjax.data import shards
+        from dermjax.data.export_pairs import NOTE_FIELDS, pair
+
+        cfg: PairsConfig = self.builder_config
+        for ex in shards.read_split(cfg.shard_dir, split):
+            row = pair(ex, list(cfg.classes))
+            row["notes"] = {k: [n[k] for n in row["notes"]] for k in
+                            NOTE_FIELDS}
+            yield row["image_id"], row
+
+
+def prepare_pairs(shard_dir: str, out: str) -> dict[str, int]:
+    """Writes a shard folder's pairs as a TFDS data directory at `out` (the folder
+    `tfds.builder_from_directory` opens); returns the count per split."""
+    from dermjax.data import shards
+
+    classes = tuple(shards.load_manifest(shard_dir)["classes"])
+    work = out + ".build"
+    builder = DermjaxPairs(data_dir=work, config=PairsConfig(name="default", shard_dir=os.path.abspath(shard_dir),
+                                                            classes=classes), file_format="array_record")
+    try:
+        builder.download_and_prepare()
+    except (OSError, ValueError, KeyError) as e:
+        raise DermjaxError(f"tfds: exporting {shard_dir} failed: {e}") from None
+    os.replace(str(builder.data_dir), out)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return {s: int(info.num_examples) for s, info in sorted(builder.info.splits.items())}
+
+
 def prepare(source: str, root: str, data_dir: str, *, name: str | None = None, max_side: int = 0,
             classes: list[str] | None = None, split_by_patient: bool = False) -> dict:
     """Builds the data set under data_dir (reusing a finished one); returns where and how many."""

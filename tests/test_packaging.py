@@ -3,6 +3,7 @@ the installed commands run from outside the source tree with a config shipped in
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -161,4 +162,8 @@ def test_installed_wheel_runs_the_quickstart_from_a_shipped_config(dists):
     assert re.search(r"^I\d{4} ", train.stderr, re.M), train.stderr[-2000:]
     cli("dermjax-eval", "--workdir", "train", "--shards", "shards", "--split", "test", "--no-probes", "--out", "eval")
     assert (run_dir / "eval" / "summary.csv").is_file()
+    cli("dermjax-export", "--workdir", "train", "--out", "exported")
+    cli("dermjax-export", "--workdir", "train", "--format", "timm", "--out", "exported-timm")
+    timm_cfg = json.load(open(run_dir / "exported-timm" / "config.json"))
+    assert timm_cfg["timm_kwargs"]["img_size"] == 32 and timm_cfg["pretrained_cfg"]["mean"] == [0.5, 0.5, 0.5]
     assert (run_dir / "train" / "config.json").is_file()

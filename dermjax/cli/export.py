@@ -1,6 +1,10 @@
 """dermjax-export: a trained model as .safetensors + config.json + tokenizer (dermjax/models/export.py).
 
-    dermjax-export --workdir DIR [--step N] --out OUTDIR
+    dermjax-export --workdir DIR [--step N] --out OUTDIR [--format dermjax|timm]
+
+--format timm writes the image tower and its projection as a timm VisionTransformer state dict
+(dermjax/models/export_timm.py): `VisionTransformer(**config["timm_kwargs"])` loads it with
+strict=True, and config.json carries the preprocessing (size, mean, std) and the load recipe.
 """
 from __future__ import annotations
 
@@ -15,7 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", required=True, help="a dermjax-train workdir")
     p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
-    p.add_argument("--out", required=True, help="folder for model.safetensors, config.json, tokenizer")
+    p.add_argument("--out", required=True, help="folder for model.safetensors, config.json (and the tokenizer)")
+    p.add_argument("--format", choices=("dermjax", "timm"), default="dermjax",
+                   help="dermjax: both towers, loadable with dermjax.models.export.load; timm: the image tower "
+                        "and its projection as a timm VisionTransformer (load_state_dict strict=True)")
     add_verbosity(p)
     return p
 
@@ -34,6 +41,11 @@ def main(argv=None):
     model = nnx.merge(embedder.model_graph, embedder.model_state)
     tok_file = next(os.path.join(args.workdir, n) for n in tokenizer_lib.WORKDIR_NAMES
                     if os.path.isfile(os.path.join(args.workdir, n)))
+    if args.format == "timm":
+        export.save_timm(model, embedder.cfg.model, args.out, embedder.step)
+        print(f"exported step {embedder.step} of {args.workdir} -> {args.out} (timm VisionTransformer: "
+              f"model.safetensors, config.json with the kwargs, preprocessing and load recipe)")
+        return
     export.save(model, embedder.cfg.model, embedder.tokenizer.vocab_size, tok_file, args.out, embedder.step)
     print(f"exported step {embedder.step} of {args.workdir} -> {args.out} "
           f"(model.safetensors, config.json, {tokenizer_lib.workdir_name(tok_file)})")

@@ -66,6 +66,30 @@ def save(model: nnx.Module, model_cfg: ml_collections.ConfigDict, vocab_size: in
     return out_dir
 
 
+def save_timm(model: nnx.Module, model_cfg: ml_collections.ConfigDict, out_dir: str, step: int | None = None) -> str:
+    """The image tower and its projection as a timm VisionTransformer (models/export_timm.py):
+    OUT/model.safetensors (timm's keys), OUT/config.json (timm kwargs, LayerNorm eps, the
+    preprocessing as timm's pretrained_cfg, and the load recipe). The text tower is not included:
+    timm has no text models."""
+    from dermjax.models import export_timm
+
+    image = dict(model_cfg.image)
+    os.makedirs(out_dir, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(out_dir, "config.json"))
+    sd = export_timm.timm_state(model_tensors(model), image, int(model_cfg.embed_dim),
+                                bool(image.get("proj_bias")))
+    write_safetensors(os.path.join(out_dir, "model.safetensors"), sd, metadata={"format": "pt"})
+    write_json(os.path.join(out_dir, "config.json"), {
+        "format": "timm", "architecture": "timm.models.vision_transformer.VisionTransformer",
+        "timm_kwargs": export_timm.timm_kwargs(image, int(model_cfg.embed_dim)),
+        "ln_eps": float(image.get("ln_eps", 1e-6)), "pretrained_cfg": export_timm.preprocess(image),
+        "output": "the image embedding before L2 normalization (dermjax's image tower + image_proj as timm's head)",
+        "load": export_timm.LOAD, "step": step,
+        "sha256": {"model.safetensors": sha256_file(os.path.join(out_dir, "model.safetensors"))}})
+    return out_dir
+
+
 def load(out_dir: str):
     """(model, tokenizer, config dict) from a folder written by `save`."""
     path = os.path.join(out_dir, "config.json")

@@ -1,5 +1,6 @@
-"""dermjax-export --format timm: the image tower loads into timm with strict=True and computes
-dermjax's image embedding. Needs the reference extra (torch, timm); skips cleanly without it."""
+"""dermjax-export --format timm|hf: the image tower loads into timm, a BERT text tower into
+transformers' BertModel, with strict=True, and they compute dermjax's
+embeddings (within 1e-5). Needs the reference extra (torch, timm, transformers); skips without it."""
 import json
 import os
 
@@ -81,3 +82,55 @@ def test_timm_export_refuses_a_tensor_it_cannot_place():
     tensors["image/extra/kernel"] = np.zeros((2, 2), np.float32)
     with pytest.raises(Exception, match="image/extra/kernel"):
         export_timm.timm_state(tensors, dict(mcfg.image), mcfg.embed_dim)
+
+
+def _bert_model(pool):
+    cfg = get_config()
+    cfg.model.image.update(dict(size=32, patch=8, width=32, depth=1, heads=2, mlp_dim=64))
+    cfg.model.text.update(dict(type="bert", width=32, depth=2, heads=4, mlp_dim=64, vocab_size=120,
+                               max_positions=40, type_vocab_size=2, ln_eps=1e-12, act="exact", pool=pool))
+    cfg.model.embed_dim = 24
+    model = two_towers.build(cfg.model, 120, nnx.Rngs(0))
+    state = nnx.state(model, nnx.Param)
+    leaves, tree = jax.tree_util.tree_flatten(state)
+    keys = jax.random.split(jax.random.key(2), len(leaves))
+    nnx.update(model, jax.tree_util.tree_unflatten(
+        tree, [jax.random.normal(k, x.shape, x.dtype) * 0.2 for k, x in zip(keys, leaves)]))
+    return model, cfg.model
+
+
+@pytest.mark.parametrize("pool", ["cls", "pooler", "mean"])
+def test_hf_export_loads_into_bertmodel_strictly_and_matches(pool, tmp_path):
+    _torchvision_free()
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import load_file
+
+    model, mcfg = _bert_model(pool)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(115)]) + "\n")
+    out = export.save_hf(model, mcfg, str(vocab), str(tmp_path / "hf"))
+    cfg = transformers.BertConfig.from_pretrained(out)
+    net = transformers.BertModel(cfg, add_pooling_layer=cfg.dermjax["add_pooling_layer"]).eval()
+    net.load_state_dict(load_file(os.path.join(out, "model.safetensors")), strict=True)
+    proj = load_file(os.path.join(out, "text_projection.safetensors"))["weight"].numpy()
+    assert os.path.isfile(os.path.join(out, "vocab.txt"))
+
+    tokens = np.random.default_rng(0).integers(5, 120, (3, 16)).astype(np.int32)
+    for row, n in zip(tokens, (16, 9, 3)):
+        row[n:] = 0
+    mask = torch.from_numpy(tokens != 0).long()
+    with torch.no_grad():
+        o = net(input_ids=torch.from_numpy(tokens).long(), attention_mask=mask)
+    h = o.last_hidden_state
+    feats = {"cls": h[:, 0], "pooler": o.pooler_output if pool == "pooler" else None,
+             "mean": (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)}[pool].numpy()
+    np.testing.assert_allclose(feats, np.asarray(model.text(jnp.asarray(tokens))), atol=TOL, rtol=0)
+    z = feats @ proj.T
+    z = z / np.linalg.norm(z, axis=-1, keepdims=True)
+    np.testing.assert_allclose(z, np.asarray(model.embed_texts(jnp.asarray(tokens))), atol=TOL, rtol=0)
+
+
+def test_hf_export_of_dermjax_own_text_tower_says_why_not(tmp_path):
+    model, mcfg = _model(pool="gap")
+    with pytest.raises(Exception, match="Hugging Face has no class"):
+        export.save_hf(model, mcfg, str(tmp_path / "t.model"), str(tmp_path / "hf"))

@@ -90,6 +90,35 @@ def save_timm(model: nnx.Module, model_cfg: ml_collections.ConfigDict, out_dir: 
     return out_dir
 
 
+def save_hf(model: nnx.Module, model_cfg: ml_collections.ConfigDict, tokenizer_file: str, out_dir: str,
+            step: int | None = None) -> str:
+    """A BERT text tower as a Hugging Face BertModel folder (models/export_hf.py): model.safetensors,
+    config.json, text_projection.safetensors and the tokenizer (vocab.txt for WordPiece)."""
+    from dermjax.models import export_hf
+
+    text = dict(model_cfg.text)
+    if (text.get("type") or "transformer") != "bert":
+        raise DermjaxError("--format hf exports BERT text towers (model.text.type 'bert'); this model's text "
+                           "tower is dermjax's own transformer, which Hugging Face has no class for: use "
+                           "--format dermjax, or --format timm for the image tower")
+    os.makedirs(out_dir, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(out_dir, "config.json"))
+    tensors = model_tensors(model)
+    write_safetensors(os.path.join(out_dir, "model.safetensors"), export_hf.bert_state(tensors, text),
+                      metadata={"format": "pt"})
+    write_safetensors(os.path.join(out_dir, "text_projection.safetensors"),
+                      {"weight": np.ascontiguousarray(tensors["text_proj/kernel"].T)}, metadata={"format": "pt"})
+    tok_name = tokenizer_lib.workdir_name(tokenizer_file)
+    shutil.copyfile(tokenizer_file, os.path.join(out_dir, tok_name + ".tmp"))
+    os.replace(os.path.join(out_dir, tok_name + ".tmp"), os.path.join(out_dir, tok_name))
+    cfg = export_hf.bert_config(text, int(model_cfg.embed_dim))
+    cfg["dermjax"].update({"load": export_hf.LOAD, "step": step, "tokenizer": tok_name,
+                           "max_len": int(model_cfg.text.get("max_len") or 0)})
+    write_json(os.path.join(out_dir, "config.json"), cfg)
+    return out_dir
+
+
 def load(out_dir: str):
     """(model, tokenizer, config dict) from a folder written by `save`."""
     path = os.path.join(out_dir, "config.json")

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +50,9 @@ def test_every_stage_wrote_its_output(pipeline_run):
         assert 0.0 <= result["zero_shot"][k] <= 1.0
     for k in ("p_at_5", "p_at_10", "map"):
         assert 0.0 <= result["retrieval"][k] <= 1.0
+    # Chance for class-matching P@k: every note has its image's class, so sum of squared class shares.
+    counts = np.array(list(manifest["splits"]["test"]["classes"].values()), float)
+    assert result["retrieval"]["chance_p_at_k"] == pytest.approx(np.sum((counts / counts.sum()) ** 2), abs=1e-9)
     assert result["prompts"]["templates"]
     summary = list(csv.DictReader(open(os.path.join(r["eval"], "summary.csv"))))
     assert summary[0]["benchmark"] == "synthetic-test"

@@ -218,6 +218,10 @@ def test_manifest_benchmark_writes_the_three_outputs(trained, tmp_path):
     assert sorted(fitz["slices"]) == ["1", "2", "3", "4", "5", "6"]
     accs = [s["accuracy"] for s in fitz["slices"].values()]
     assert fitz["gap"]["accuracy"] == pytest.approx(max(accs) - min(accs))
+    assert set(fitz["ci"]) == set(fitz["slices"]) and fitz["ci_settings"]["resamples"] == 200
+    for t, m in fitz["slices"].items():
+        assert fitz["ci"][t]["accuracy"][0] <= m["accuracy"] <= fitz["ci"][t]["accuracy"][1]
+    assert fitz["gap_ci"]["accuracy"][0] <= fitz["gap"]["accuracy"] <= fitz["gap_ci"]["accuracy"][1]
     assert sorted(r["zero_shot"]["by_modality"]["slices"]) == ["clinical", "dermoscopic"]
     assert r["prompts"]["texts"]["melanoma"][1] == "a dermoscopic image of melanoma."
     assert set(r["probe"]["few_shot"]) == {"1", "2", "4", "8", "16"}
@@ -225,6 +229,8 @@ def test_manifest_benchmark_writes_the_three_outputs(trained, tmp_path):
     summary = list(csv.DictReader(open(out / "summary.csv")))
     assert summary[0]["benchmark"] == "byo" and summary[0]["status"] == "ok"
     report = open(out / "report.md").read()
+    assert "Fairness gap (accuracy, max - min over Fitzpatrick types)" in report
+    assert "(95% bootstrap interval " in report and "too few for a reliable per-type figure" in report
     for png in ("byo_confusion.png", "byo_skin_types.png"):
         assert f"]({png})" in report and open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 

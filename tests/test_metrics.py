@@ -455,3 +455,28 @@ def test_retrieval_per_query_rows_give_the_totals_and_bootstrap_means_match_scip
     ref = stats.bootstrap((rows["precision_at_k"][scored, 1],), np.mean, n_resamples=20000, method="percentile",
                           random_state=2).confidence_interval
     assert ci["p_at_5"] == pytest.approx([ref.low, ref.high], abs=0.01)
+
+
+def test_slice_intervals_resample_each_slice_and_the_gap():
+    """Per-slice intervals come from resampling that slice alone (checked against a numpy
+    reference of the same draws), so a small slice gets a wide interval; the gap's interval
+    comes from the same resamples."""
+    rng = np.random.default_rng(81)
+    n, c = 400, 4
+    labels = rng.integers(0, c, size=n)
+    scores = rng.normal(size=(n, c)) + 1.5 * np.eye(c)[labels]
+    fitz = np.where(np.arange(n) < 15, "6", np.where(np.arange(n) % 2, "2", "3")).astype(object)
+    got = slice_metrics(scores, labels, list(fitz), bootstrap=300, seed=3)
+    assert got["ci_settings"] == {"resamples": 300, "level": 0.95, "seed": 3}
+    draws = np.random.default_rng(3)
+    for v in ("2", "3", "6"):  # the order slice_metrics draws in: sorted by (length, value)
+        members = np.flatnonzero(fitz == v)
+        picks = members[draws.integers(0, len(members), (300, len(members)))]
+        accs = np.array([(scores[p].argmax(1) == labels[p]).mean() for p in picks])
+        assert got["ci"][v]["accuracy"] == pytest.approx(list(np.quantile(accs, [0.025, 0.975])), abs=1e-6), v
+        lo, hi = got["ci"][v]["accuracy"]
+        assert lo <= got["slices"][v]["accuracy"] <= hi
+    width = {v: got["ci"][v]["accuracy"][1] - got["ci"][v]["accuracy"][0] for v in ("2", "6")}
+    assert width["6"] > 2 * width["2"]  # 15 images against 193
+    lo, hi = got["gap_ci"]["accuracy"]
+    assert lo <= got["gap"]["accuracy"] <= hi and hi > lo

@@ -170,7 +170,7 @@ def _zero_shot(embedder, img, labels, classes, prompts, fitz=None, modality=None
     for name, values in (("fitzpatrick", fitz), ("modality", modality)):
         if values is not None and any(v is not None for v in values):
             kept = [v for v, k in zip(values, keep) if k]
-            out[f"by_{name}"] = metrics.slice_metrics(scores, y, kept, len(classes))
+            out[f"by_{name}"] = metrics.slice_metrics(scores, y, kept, len(classes), bootstrap=bootstrap)
     return out
 
 
@@ -187,7 +187,13 @@ def _retrieval(img, txt, owner, img_labels, map_exact, bootstrap: int = 0) -> di
         ci = metrics.bootstrap_means({"p_at_5": q["precision_at_k"][scored, 1], "p_at_10": q["precision_at_k"][scored, 2],
                                       "map": q["ap"][scored]}, resamples=bootstrap)
     t2i = metrics.retrieval(txt, img, txt_labels, img_labels, owner, own, ks=(1, 5, 10), map_bins=bins)
-    return {"p_at_5": i2t["p_at_5"], "p_at_10": i2t["p_at_10"], "map": i2t["map"],
+    # A random ranking's class-matching P@k (and, near enough, mAP): the share of the gallery in the
+    # query's class, averaged over the queries.
+    n_cls = int(max(img_labels.max(initial=0), txt_labels.max(initial=0))) + 1
+    img_share = np.bincount(img_labels[img_labels >= 0], minlength=n_cls) / max(len(img), 1)
+    txt_share = np.bincount(txt_labels[txt_labels >= 0], minlength=n_cls) / max(len(txt), 1)
+    chance = float(np.sum(img_share * txt_share))
+    return {"chance_p_at_k": chance,"p_at_5": i2t["p_at_5"], "p_at_10": i2t["p_at_10"], "map": i2t["map"],
             "r_at_1": i2t["r_at_1"], "r_at_5": i2t["r_at_5"], "r_at_10": i2t["r_at_10"],
             "image_to_text": i2t, "text_to_image": t2i, "notes_per_image": len(txt) / max(len(img), 1),
             "class_matching_on": "diagnosis group", "map_method": "exact" if map_exact else "binned 65536",

@@ -227,7 +227,8 @@ def bootstrap_means(values: dict, resamples: int = 1000, level: float = 0.95, se
     return {**out, "resamples": resamples, "level": level, "seed": seed}
 
 
-def slice_metrics(scores, labels, slice_of: Sequence, num_classes: int | None = None) -> dict:
+def slice_metrics(scores, labels, slice_of: Sequence, num_classes: int | None = None, bootstrap: int = 0,
+                  level: float = 0.95, seed: int = 0) -> dict:
     """Classification metrics per slice (e.g. Fitzpatrick type, modality) and the fairness gap.
 
     `slice_of[i]` is row i's slice value, None for rows outside every slice. Each slice is the
@@ -248,7 +249,43 @@ def slice_metrics(scores, labels, slice_of: Sequence, num_classes: int | None = 
         if len(defined) >= 2:
             out["gap"][metric] = max(defined.values()) - min(defined.values())
             out["worst"][metric] = min(defined, key=defined.get)
+    if bootstrap and values:
+        out.update(_bootstrap_slices(scores, labels, keys, values, num_classes, bootstrap, level, seed))
     return out
+
+
+def _bootstrap_slices(scores, labels, keys, values, num_classes, resamples, level, seed) -> dict:
+    """Percentile intervals per slice (each slice's examples resampled on their own, so a slice of
+    15 images gets the wide interval 15 images deserve) and of the gap over the same resamples."""
+    scores = np.asarray(scores, np.float32)
+    labels = np.asarray(labels, np.int32)
+    num_classes = num_classes or scores.shape[1]
+    rng = np.random.default_rng(seed)
+    tail = (1.0 - level) / 2.0
+    draws = {}
+    for v in values:
+        members = np.flatnonzero(keys == v)
+        picks = rng.integers(0, len(members), (resamples, len(members))).astype(np.int32)
+        parts = [jax.device_get(_resampled_classification(scores[members], labels[members], picks[i:i + 100],
+                                                          num_classes))
+                 for i in range(0, resamples, 100)]
+        draws[v] = {k: np.concatenate([p[k] for p in parts]).astype(np.float64) for k in SLICE_METRICS}
+
+    def interval(x):
+        x = x[np.isfinite(x)]
+        return [float(np.quantile(x, tail)), float(np.quantile(x, 1.0 - tail))] if len(x) else [math.nan, math.nan]
+
+    ci = {v: {k: interval(d[k]) for k in SLICE_METRICS} for v, d in draws.items()}
+    gap_ci = {}
+    for k in SLICE_METRICS:
+        table = np.stack([draws[v][k] for v in values], axis=1)  # [resamples, slices]
+        finite = np.isfinite(table)
+        ok = finite.sum(axis=1) >= 2
+        if ok.any():
+            hi = np.where(finite, table, -np.inf).max(axis=1)
+            lo = np.where(finite, table, np.inf).min(axis=1)
+            gap_ci[k] = interval((hi - lo)[ok])
+    return {"ci": ci, "gap_ci": gap_ci, "ci_settings": {"resamples": resamples, "level": level, "seed": seed}}
 
 
 # ----------------------------------------------------------------------------------------------

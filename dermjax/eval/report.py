@@ -56,9 +56,15 @@ def skin_type_png(r: dict, path: str) -> str | None:
     plt = _plt()
     types = list(by)
     fig, ax = plt.subplots(figsize=(5, 3))
+    ci = r["zero_shot"]["by_fitzpatrick"].get("ci") or {}
     for off, metric in ((-0.2, "accuracy"), (0.2, "weighted_f1")):
-        vals = [by[t][metric] for t in types]
-        ax.bar(np.arange(len(types)) + off, [0 if math.isnan(v) else v for v in vals], width=0.4, label=metric)
+        vals = [0 if math.isnan(by[t][metric]) else by[t][metric] for t in types]
+        err = None
+        if ci:  # 95% bootstrap intervals as error bars
+            lo = [max(v - ci[t][metric][0], 0) if not math.isnan(ci[t][metric][0]) else 0 for v, t in zip(vals, types)]
+            hi = [max(ci[t][metric][1] - v, 0) if not math.isnan(ci[t][metric][1]) else 0 for v, t in zip(vals, types)]
+            err = [lo, hi]
+        ax.bar(np.arange(len(types)) + off, vals, width=0.4, label=metric, yerr=err, capsize=2)
     ax.set_xticks(range(len(types)), [f"FST {t}\nn={by[t]['n']}" for t in types], fontsize=7)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
@@ -78,12 +84,32 @@ def retrieval_png(r: dict, path: str) -> str | None:
         d = ret[direction]
         ax.plot(ks, [d[f"p_at_{k}"] for k in ks], style + "o", label=f"{direction} P@k (class)")
         ax.plot(ks, [d[f"r_at_{k}"] for k in ks], style + "s", label=f"{direction} R@k (pair)")
+    if "chance_p_at_k" in ret:
+        ax.axhline(ret["chance_p_at_k"], color="gray", ls=":", lw=1,
+                   label=f"chance P@k (random ranking) {ret['chance_p_at_k']:.2f}")
     ax.set_xlabel("k")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=6)
     ax.set_title(f"{r['benchmark']}: retrieval", fontsize=9)
     _save(fig, path)
     return path
+
+
+def fairness_line(fitz: dict) -> str:
+    """The accuracy gap over Fitzpatrick types, with its interval and the smallest slice's size:
+    a gap between slices of a dozen images is mostly noise, and the line says so."""
+    gap = fitz["gap"]["accuracy"]
+    sizes = {t: m["n"] for t, m in fitz["slices"].items()}
+    small = min(sizes, key=sizes.get)
+    line = f"Fairness gap (accuracy, max - min over Fitzpatrick types): {gap:.4f}"
+    if (fitz.get("gap_ci") or {}).get("accuracy"):
+        lo, hi = fitz["gap_ci"]["accuracy"]
+        line += f" (95% bootstrap interval {lo:.4f}-{hi:.4f})"
+    line += f"; smallest slice: type {small}, {sizes[small]} images"
+    if sizes[small] < 30:
+        line += (" - too few for a reliable per-type figure" + ("" if fitz.get("gap_ci") else
+                                                                   "; rerun with --bootstrap 1000 for intervals"))
+    return line + "."
 
 
 def write(results: list[dict], out_dir: str, source: str, rows: list[dict], failures=(), missing=()) -> str:
@@ -122,7 +148,7 @@ def write(results: list[dict], out_dir: str, source: str, rows: list[dict], fail
             gap = fitz.get("gap", {}).get("accuracy")
             lines.append(f"![skin types]({os.path.basename(png)})")
             if gap is not None:
-                lines.append(f"Fairness gap (accuracy, max - min over Fitzpatrick types): {gap:.4f}")
+                lines.append(fairness_line(fitz))
         png = retrieval_png(r, os.path.join(out_dir, r["benchmark"] + "_retrieval.png"))
         if png:
             lines.append(f"![retrieval]({os.path.basename(png)})")

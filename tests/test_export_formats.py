@@ -134,3 +134,41 @@ def test_hf_export_of_dermjax_own_text_tower_says_why_not(tmp_path):
     model, mcfg = _model(pool="gap")
     with pytest.raises(Exception, match="Hugging Face has no class"):
         export.save_hf(model, mcfg, str(tmp_path / "t.model"), str(tmp_path / "hf"))
+
+
+OPEN_CLIP_CASES = [dict(pool="cls"), dict(pool="gap", class_token=True, act="quick"),
+                   dict(pool="cls", pre_norm=True, norm_pooled=False, ln_eps=1e-5, act="exact"),
+                   dict(pool="gap", class_token=True, norm_pooled=True, pixel_mean=(0.48, 0.46, 0.41),
+                        pixel_std=(0.27, 0.26, 0.28))]
+
+
+@pytest.mark.parametrize("image", OPEN_CLIP_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_open_clip_export_loads_strictly_and_matches(image, tmp_path):
+    _torchvision_free()
+    open_clip = pytest.importorskip("open_clip")
+    from safetensors.torch import load_file
+
+    model, mcfg = _model(**image)
+    out = export.save_open_clip(model, mcfg, str(tmp_path / "oc"))
+    meta = json.load(open(os.path.join(out, "config.json")))
+    net = open_clip.CLIP(meta["embed_dim"], meta["vision_cfg"], meta["text_cfg"], quick_gelu=meta["quick_gelu"])
+    sd = load_file(os.path.join(out, "open_clip_visual.safetensors"))
+    net.visual.load_state_dict({k[len("visual."):]: v for k, v in sd.items()}, strict=True)
+    net.eval()
+    x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
+    want = np.asarray(model.embed_images(jnp.asarray(x)))
+    pre = meta["preprocess_cfg"]
+    mean, std = (torch.tensor(pre[k]).reshape(-1, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        got = net.encode_image((torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255 - mean) / std,
+                               normalize=True).numpy()
+    np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("image,says", [(dict(pool="map"), "MAP pooling"),
+                                         (dict(pool="gap"), "always has a class token")])
+def test_open_clip_export_names_what_it_cannot_compute(image, says, tmp_path):
+    model, mcfg = _model(**image)
+    with pytest.raises(Exception, match=says):
+        export.save_open_clip(model, mcfg, str(tmp_path / "oc"))
+    assert not os.path.exists(str(tmp_path / "oc" / "config.json"))

@@ -119,6 +119,36 @@ def save_hf(model: nnx.Module, model_cfg: ml_collections.ConfigDict, tokenizer_f
     return out_dir
 
 
+def save_open_clip(model: nnx.Module, model_cfg: ml_collections.ConfigDict, out_dir: str,
+                   step: int | None = None) -> str:
+    """The image tower and its projection as an open_clip visual tower (models/export_open_clip.py):
+    OUT/open_clip_visual.safetensors (`visual.*` keys), OUT/config.json (open_clip's model config:
+    embed_dim, vision_cfg, a minimal text_cfg for building the CLIP, quick_gelu; the preprocessing;
+    the load recipe). Raises DermjaxError, with the reason, for towers open_clip cannot compute."""
+    from dermjax.models import export_open_clip
+
+    image = dict(model_cfg.image)
+    vision, quick = export_open_clip.vision_cfg(image)
+    sd = export_open_clip.open_clip_state(model_tensors(model), image, bool(image.get("proj_bias")))
+    os.makedirs(out_dir, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(out_dir, "config.json"))
+    name = "open_clip_visual.safetensors"
+    write_safetensors(os.path.join(out_dir, name), sd, metadata={"format": "pt"})
+    mean = list(image.get("pixel_mean") or (0.5, 0.5, 0.5))
+    std = list(image.get("pixel_std") or (0.5, 0.5, 0.5))
+    write_json(os.path.join(out_dir, "config.json"), {
+        "format": "open_clip", "embed_dim": int(model_cfg.embed_dim), "vision_cfg": vision, "quick_gelu": quick,
+        # open_clip.CLIP needs a text tower to exist; this one is a placeholder of the smallest size and
+        # carries no dermjax weights (dermjax's text towers have no open_clip equivalent).
+        "text_cfg": {"context_length": 8, "vocab_size": 16, "width": 8, "heads": 1, "layers": 1},
+        "preprocess_cfg": {"size": int(image["size"]), "mean": mean, "std": std, "interpolation": "bicubic"},
+        "output": "model.encode_image(x): dermjax's image embedding before L2 normalization",
+        "load": export_open_clip.LOAD, "step": step,
+        "sha256": {name: sha256_file(os.path.join(out_dir, name))}})
+    return out_dir
+
+
 def load(out_dir: str):
     """(model, tokenizer, config dict) from a folder written by `save`."""
     path = os.path.join(out_dir, "config.json")

@@ -246,8 +246,10 @@ def main(argv=None):
 
     result["machine"] = machine()
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    result["verdict"] = verdict(result["summary"])
     write_atomic(a.out, json.dumps(result, indent=2))
     print(format_table(result["summary"]))
+    print("\n".join(result["verdict"]))
     for png in plot(result, os.path.splitext(a.out)[0]):
         print(f"plot: {png}")
     print(f"wrote {a.out}")
@@ -313,18 +315,51 @@ def summarize(runs: list[dict]) -> list[dict]:
             values = [r[k] for r in group if r.get(k) is not None]
             row[k] = sum(values) / len(values) if values else None
             row[f"{k}_per_seed"] = values
+            cis = [r["ci"][k] for r in group if r.get("ci", {}).get(k)]
+            # The mean of the seeds' 95% bootstrap intervals: how far one run's figure moves with
+            # the test images drawn; the seed spread is the training noise on top.
+            row[f"{k}_ci"] = [sum(c[0] for c in cis) / len(cis), sum(c[1] for c in cis) / len(cis)] if cis else None
+            row[f"{k}_seed_range"] = [min(values), max(values)] if values else None
         row["weighted_f1_ci_per_seed"] = [r["ci"].get("weighted_f1") for r in group if r.get("ci")]
         rows.append(row)
     return rows
 
 
-def format_table(summary: list[dict]) -> str:
-    cell = lambda v: "-" if v is None else f"{v:.3f}"
-    lines = ["| benchmark | strategy | seeds | weighted F1 | balanced acc. | AUROC | P@5 | P@10 | mAP |",
-             "|---|---|---|---|---|---|---|---|---|"]
+def verdict(summary: list[dict], key: str = "weighted_f1") -> list[str]:
+    """Per benchmark: the strategy with the best mean `key`, and which others it beats by more than
+    the intervals (its mean above their interval and their mean below its interval)."""
+    lines = []
+    for bench in dict.fromkeys(r["benchmark"] for r in summary):
+        rows = sorted((r for r in summary if r["benchmark"] == bench and r[key] is not None), key=lambda r: -r[key])
+        if not rows or not rows[0].get(f"{key}_ci"):
+            continue
+        best = rows[0]
+        lo, hi = best[f"{key}_ci"]
+        clear = [r["strategy"] for r in rows[1:] if r.get(f"{key}_ci") and best[key] > r[f"{key}_ci"][1]
+                 and r[key] < lo]
+        within = [r["strategy"] for r in rows[1:] if r["strategy"] not in clear]
+        lines.append(f"{bench}: best mean {key} {best['strategy']} {best[key]:.3f} ({lo:.3f}-{hi:.3f}); "
+                     f"clearly above: {', '.join(clear) or 'none'}; within the intervals: {', '.join(within) or 'none'}")
+    return lines
+
+
+def format_table(summary: list[dict], keys=ZERO_SHOT + RETRIEVAL) -> str:
+    """Mean over seeds with the mean 95% bootstrap interval in brackets."""
+    names = {"weighted_f1": "weighted F1", "balanced_accuracy": "balanced acc.", "macro_auroc": "AUROC",
+             "p_at_5": "P@5", "p_at_10": "P@10", "map": "mAP"}
+
+    def cell(r, k):
+        if r[k] is None:
+            return "-"
+        ci = r.get(f"{k}_ci")
+        return f"{r[k]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+    lines = ["| benchmark | strategy | seeds | " + " | ".join(names[k] for k in keys) + " |",
+             "|---|---|---|" + "---|" * len(keys)]
     for r in sorted(summary, key=lambda r: (r["benchmark"], -(r["weighted_f1"] or 0))):
-        lines.append(f"| {r['benchmark']} | {r['strategy']} | {r['seeds']} | "
-                     + " | ".join(cell(r[k]) for k in ZERO_SHOT + RETRIEVAL) + " |")
+        if all(r[k] is None for k in keys):
+            continue
+        lines.append(f"| {r['benchmark']} | {r['strategy']} | {r['seeds']} | " + " | ".join(cell(r, k) for k in keys) + " |")
     return "\n".join(lines)
 
 

@@ -45,6 +45,10 @@ def test_study_scores_every_strategy_and_reruns_only_what_is_missing(data, tmp_p
         assert all(0.0 <= r["ci"][k][0] <= r["ci"][k][1] <= 1.0 for k in ("p_at_5", "p_at_10", "map"))
         assert f"--config.data.note_styles=('{r['strategy']}',)" in shlex.split(r["commands"]["train"])
     assert result["hallucination"]["template"]["kept"] == result["hallucination"]["template"]["records"]
+    for row in result["summary"]:  # one seed: the mean interval is that seed's interval
+        run = next(r for r in result["runs"] if (r["strategy"], r["benchmark"]) == (row["strategy"], row["benchmark"]))
+        assert row["weighted_f1_ci"] == run["ci"]["weighted_f1"] and row["weighted_f1"] == run["weighted_f1"]
+    assert len(result["verdict"]) == 1 and result["verdict"][0].startswith("synthetic-test: best mean weighted_f1 ")
     for png in ("study_scores.png", "study_hallucination.png"):
         assert open(tmp_path / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     # The captions the caption strategy trained on are the label only.

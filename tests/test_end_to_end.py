@@ -77,7 +77,7 @@ def test_rerun_reuses_every_stage(pipeline_run):
 
 def test_manifest_benchmark_and_bad_input(pipeline_run, tmp_path):
     r = pipeline_run
-    # the synthetic set doubles as a bring-your-own manifest (CONTRACT section 6)
+    # the synthetic set doubles as a bring-your-own manifest (docs/formats.md section 6)
     run("dermjax.cli.evaluate", "--workdir", r["train"], "--manifest",
               os.path.join(r["data"], "manifest.csv"), "--name", "byo", "--out", str(tmp_path / "ev"))
     assert json.load(open(tmp_path / "ev" / "byo.json"))["n"] == 160

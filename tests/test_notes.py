@@ -407,13 +407,13 @@ HALLUCINATIONS = [
     (NEVUS, "Black and blue-gray areas.", "findings.colors", "contradicted", "black"),
     (NEVUS, "No brown colour is present.", "findings.colors", "contradicted", "no brown"),
     (NEVUS, "There is central ulceration.", "findings.ulceration", "unsupported", "present"),
-    # Symptoms, history and advice have no field in these records (CONTRACT 5.1): `other`.
+    # Symptoms, history and advice have no field in these records (docs/formats.md 5.1): `other`.
     (NEVUS, "The patient denies itching.", "other", "unsupported", "no itch"),
     (NEVUS, "A history of bleeding, unlike melanoma.", "other", "unsupported", "bleeding"),
     (NEVUS, "The patient has a family history of melanoma.", "other", "unsupported", "history: family history"),
     (NEVUS, "Biopsy is not needed.", "other", "unsupported", "unlisted: needed"),
     (NEVUS, "A lesion of 6 mm.", "other", "unsupported", "size: 6 mm"),
-    # A part of the recorded site is finer than the record (CONTRACT 5.1).
+    # A part of the recorded site is finer than the record (docs/formats.md 5.1).
     (MELANOMA, "A malignant melanoma on the cheek (head and neck).", "body_site", "unsupported", "face"),
     (MELANOMA, "Skin cancer on the nose.", "body_site", "unsupported", "face"),
     ({"diagnosis": "vascular lesion", "diagnosis_group": "vascular lesion", "body_site": "hand"},
@@ -558,7 +558,7 @@ def test_cli_bad_input_is_one_line_and_leaves_no_output(tmp_path, content, expec
     src, out = tmp_path / "cases.jsonl", tmp_path / "verdicts.jsonl"
     src.write_text(content)
     proc = _run_cli("--in", str(src), "--out", str(out), cwd=tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert str(src) in lines[0] and expect in lines[0]
@@ -569,7 +569,7 @@ def test_cli_missing_input_file(tmp_path):
     out = tmp_path / "verdicts.jsonl"
     out.write_text("previous verdicts\n")
     proc = _run_cli("--in", "nope.jsonl", "--out", str(out), cwd=tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "nope.jsonl" in lines[0]
     assert out.read_text() == "previous verdicts\n"

@@ -21,7 +21,7 @@ RECORD_FIELDS = ("image_id", "dataset", "patient_id", "modality", "diagnosis", "
 
 
 def check_contract(records, dataset):
-    """Every field of CONTRACT section 1 present and inside its vocabulary."""
+    """Every field of docs/formats.md section 1 present and inside its vocabulary."""
     for r in records:
         assert all(f in r for f in RECORD_FIELDS), r
         assert r["dataset"] == dataset and isinstance(r["image_id"], str) and r["image_id"]

@@ -1,9 +1,9 @@
 """The verifier against hand-written cases (tests/data/verifier_cases.jsonl).
 
 Each line holds a case record, a note written by hand (faithful or not) and the violations a
-reader of CONTRACT sections 2-5 expects, as (field, kind) pairs; none for a faithful note. The
+reader of docs/formats.md sections 2-5 expects, as (field, kind) pairs; none for a faithful note. The
 expectations were written with the notes, not produced by the verifier. Cases whose label changed
-when CONTRACT section 5.1 (what counts as a claim; the verifier fails closed) was added carry
+when docs/formats.md section 5.1 (what counts as a claim; the verifier fails closed) was added carry
 "relabelled": the old expectations and the 5.1 rule behind the change.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dermjax.notes.verify import verify
 CASES_PATH = Path(__file__).parent / "data" / "verifier_cases.jsonl"
 RECORD_FIELDS = ("diagnosis", "diagnosis_group", "malignancy", "age", "sex", "body_site", "fitzpatrick",
                  "modality", "confirmation")
-# Every rule of CONTRACT sections 2-5 and every reading decision of verify.py, each with at
+# Every rule of docs/formats.md sections 2-5 and every reading decision of verify.py, each with at
 # least one faithful and one unfaithful note.
 RULES = ("synonym", "abbreviation", "subtype", "negation", "site", "negated-site", "ambiguous-site",
          "pronoun", "sex", "negated-sex", "unknown", "absent", "age", "age-range", "negated-age",

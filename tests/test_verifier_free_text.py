@@ -1,4 +1,4 @@
-"""The verifier on free text (CONTRACT section 5.1): notes in the manner of LLM output.
+"""The verifier on free text (docs/formats.md section 5.1): notes in the manner of LLM output.
 
 Two hand-labelled sources under tests/data/verifier_set/:
 - paraphrases.py: notes written by hand, each labelled against its record when it was written;

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks", help="comma-separated registry names (dermjax.eval.benchmarks."
                                         "REGISTRY), or 'all': those present under --data-root")
     p.add_argument("--data-root", default=os.environ.get("DERMJAX_DATA_ROOT", "../shared/data"))
-    p.add_argument("--manifest", help="CSV with image_path,label (CONTRACT section 6)")
+    p.add_argument("--manifest", help="CSV with image_path,label (docs/formats.md section 6)")
     p.add_argument("--name", help="benchmark name for --manifest")
     p.add_argument("--classes", help="class list for --manifest, comma-separated")
     p.add_argument("--shards", help="a dermjax shard folder; evaluates --split of it")

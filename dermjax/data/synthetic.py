@@ -1168,7 +1168,7 @@ def class_of(index: int, seed: int) -> str:
 
 
 def generate_case(index: int, seed: int, image_size: int = 96) -> tuple[np.ndarray, dict]:
-    """Image (H, W, 3) uint8 and case record (CONTRACT section 1) of synthetic case `index`."""
+    """Image (H, W, 3) uint8 and case record (docs/formats.md section 1) of synthetic case `index`."""
     if index < 0 or seed < 0:
         raise ValueError("index and seed must be non-negative")
     block, slot = divmod(index, BLOCK)
@@ -1312,7 +1312,7 @@ def write_dataset(out_dir: str, n: int, seed: int = 0, image_size: int = 96, wor
         f"seed: {seed}\nimage size: {image_size} x {image_size} pixels (JPEG quality 95)\n"
         f"generator version: {GENERATOR_VERSION}\n"
         "classes: " + ", ".join(f"{g} {k}" for g, k in counts.items()) + "\n\n"
-        "records.jsonl: one case record per line (dermjax CONTRACT section 1) plus image_path.\n"
+        "records.jsonl: one case record per line (dermjax docs/formats.md section 1) plus image_path.\n"
         "manifest.csv: image_path,label (the diagnosis group) and record columns (section 6).\n"))
 
     summary = {"out_dir": out_dir, "n": n, "seed": seed, "image_size": image_size, "patients": patients,

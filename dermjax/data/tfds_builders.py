@@ -1,6 +1,6 @@
 """TensorFlow Datasets builders (array_record files), written and read without TensorFlow.
 
-    dermjax_manifest/<name>   any CONTRACT section 6 manifest (image_path, label, record fields)
+    dermjax_manifest/<name>   any docs/formats.md section 6 manifest (image_path, label, record fields)
     dermjax_ham10000          HAM10000, split train/val/test by lesion exactly as our shards are
 
 Images go in as JPEG bytes (the published file's bytes unless --max-side asks for smaller),
@@ -40,7 +40,7 @@ def _common_features(classes: list[str]) -> dict:
         "patient_id": tfds.features.Text(),  # "" when unknown
         "dataset": tfds.features.Text(),
         "image_sha256": tfds.features.Text(),  # of the file as published, as in our shards
-        "record": tfds.features.Text(),  # the case record (CONTRACT section 1) as JSON
+        "record": tfds.features.Text(),  # the case record (docs/formats.md section 1) as JSON
     }
 
 
@@ -85,7 +85,7 @@ class DermjaxManifest(_LocalBuilder):
         cfg: ManifestConfig = self.builder_config
         return tfds.core.DatasetInfo(
             builder=self,
-            description=f"dermjax manifest {cfg.name} ({cfg.csv_path}); CONTRACT section 6.",
+            description=f"dermjax manifest {cfg.name} ({cfg.csv_path}); docs/formats.md section 6.",
             features=tfds.features.FeaturesDict(_common_features(list(cfg.classes))),
             supervised_keys=("image", "label"),
         )

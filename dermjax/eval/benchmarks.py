@@ -1,5 +1,6 @@
-"""Evaluation sets: our own shards (a held-out split), bring-your-own manifests (CONTRACT 6),
-and the registry of named public benchmarks read from a data root. Each becomes a `Benchmark`.
+"""Evaluation sets: our own shards (a held-out split), bring-your-own manifests
+(docs/formats.md section 6), and the registry of named public benchmarks read from a data root.
+Each becomes a `Benchmark`.
 
 The registry holds the research's fifteen benchmarks (six internal: their test split is
 evaluated, the rest may be trained on; nine external: evaluated whole) plus PH2, DDI and

@@ -1,7 +1,7 @@
 """The standalone evaluator: restore a checkpoint, embed images and texts with jitted sharded
 functions, then zero-shot classification and cross-modal retrieval per benchmark.
 
-Outputs in OUTDIR: <benchmark>.json (CONTRACT section 7 fields plus details), summary.csv,
+Outputs in OUTDIR: <benchmark>.json (docs/formats.md section 7 fields plus details), summary.csv,
 and report.md (a table a person can read).
 """
 from __future__ import annotations
@@ -204,7 +204,7 @@ def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, p
                        bootstrap: int = 0) -> dict:
     """Zero-shot (8 groups and native classes, with skin-type and modality slices), retrieval
     both ways over the benchmark's notes and, with `probes`, linear probe and few-shot.
-    The top-level "zero_shot" and "retrieval" keys are those of CONTRACT section 7."""
+    The top-level "zero_shot" and "retrieval" keys are those of docs/formats.md section 7."""
     # Scores over nothing would read as a result (n=0, status ok); an empty set is bad input.
     source = bench.info.get("source", bench.name)
     if not len(bench):

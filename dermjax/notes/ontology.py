@@ -1,4 +1,4 @@
-"""The single source of dermatology vocabulary (CONTRACT.md sections 2-4).
+"""The single source of dermatology vocabulary (docs/formats.md sections 2-4).
 
 Every other module takes diagnosis groups, malignancy, body sites and finding names from here,
 so a word is spelled one way across note synthesis, verification, shards and evaluation.
@@ -192,7 +192,7 @@ DIAGNOSIS_TERMS = {
     "melanosis": ("other", _sub("melanosis")),
 }
 
-# Words that state malignancy (CONTRACT section 2). "carcinoma" alone claims malignancy; named
+# Words that state malignancy (docs/formats.md section 2). "carcinoma" alone claims malignancy; named
 # carcinomas are diagnosis terms above and win as the longer match.
 MALIGNANCY_TERMS = {
     "malignant": "malignant", "malignancy": "malignant", "cancer": "malignant",
@@ -461,7 +461,7 @@ FINDING_LABELS = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Fail-closed verification (CONTRACT 5.1).
+# Fail-closed verification (docs/formats.md 5.1).
 
 # Findings that are symptoms or change over time. A source that records none of them (most do
 # not) has no field for them, so a note's claim about them is `other`, not `findings.<name>`.

@@ -425,7 +425,7 @@ def _age_phrase(age: float, noun: str, pronoun: str, rng: _Rng) -> str:
         forms.append(f"{noun} in {pronoun} teens")
     if 40 <= age <= 60:
         forms.append(f"middle-aged {noun} ({n} years old)")
-    if age >= 75:  # CONTRACT 5.1: "elderly" only for 75 and over
+    if age >= 75:  # docs/formats.md 5.1: "elderly" only for 75 and over
         forms.append(f"elderly {noun} aged {n}")
     return rng.choice(forms)
 

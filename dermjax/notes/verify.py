@@ -1,4 +1,4 @@
-"""Hallucination check of a note against its case record (CONTRACT section 5).
+"""Hallucination check of a note against its case record (docs/formats.md section 5).
 
 The note is lower-cased, hyphens become spaces, and it is cut into clauses (sentence, semicolon,
 line). One precompiled regex turns each clause into a stream of events: vocabulary mentions
@@ -8,7 +8,7 @@ mark a field as unassessed. Every claim left is compared with the record. A fiel
 as null or missing supports no claim, so any claim on it, affirmed or denied, is "unsupported";
 a claim that conflicts with a known value is "contradicted".
 
-Fail closed (CONTRACT 5.1): a clause passes only when every word in it is explained, either by
+Fail closed (docs/formats.md 5.1): a clause passes only when every word in it is explained, either by
 a mention or cue the scan recognised or by the short list of non-claim words in
 ontology.NON_CLAIM_WORDS (grammar, "lesion", "image", plain note phrasing). Any other word is an
 unlisted claim: field "other", kind "unsupported", claimed "<topic>: <words>" with the topic
@@ -19,7 +19,7 @@ field. A body part finer than a canonical site ("cheek", "shin", "upper back") i
 record's own site: unsupported, or contradicted in another branch. Clauses also end at "|" and at
 a dash or bullet standing alone between spaces.
 
-Reading rules beyond CONTRACT sections 2-5, where the contract leaves the wording open:
+Reading rules beyond docs/formats.md sections 2-5, where those sections leave the wording open:
 - Negation reaches diagnoses, malignancy, findings and colors across its clause ("no streaks,
   dots or veil"); it reaches site, age, sex, Fitzpatrick type, modality and confirmation only
   when it stands right before them ("not on the face or neck", "not a man", "not confirmed by
@@ -123,7 +123,7 @@ _KNOWN_CACHE: dict = {}
 
 
 def known_fields(record: dict) -> dict:
-    """The record's fields in canonical form, None where unknown (CONTRACT section 1)."""
+    """The record's fields in canonical form, None where unknown (docs/formats.md section 1)."""
     return dict(_known(record))
 
 
@@ -200,7 +200,7 @@ _DASH_BREAK = re.compile("(?:^|(?<=\\s))[-\u2013\u2212*](?=\\s)")
 
 
 def _normalize(text: str) -> str:
-    # A dash or bullet standing alone between spaces separates statements (CONTRACT 5.1); inside
+    # A dash or bullet standing alone between spaces separates statements (docs/formats.md 5.1); inside
     # a word it is a hyphen. str.replace for the common hyphen; the translation table only when
     # rarer characters occur.
     text = text.lower()
@@ -269,7 +269,7 @@ _CUES = {
     "confcue": ("confirmed", "confirm", "confirms", "confirmation", "proven", "proved", "verified",
                 "established", "diagnosed", "based on"),
     # Phrases consumed so that their words are not read as cues or mentions.
-    # Hedges about what is not known are not claims (CONTRACT 5.1).
+    # Hedges about what is not known are not claims (docs/formats.md 5.1).
     "neutral": ("no history is available", "no history available", "history is not available",
                 "history not available", "history is unknown", "no clinical history",
                 "no further history", "malignancy:", "consistent with", "compatible with", "in keeping with",
@@ -802,7 +802,7 @@ _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*|\d+(?:[.,]\d+)*")
 
 def _unexplained(clause: str, spans: list) -> list:
     """The words of the clause that no mention, cue or allowed phrasing explains (fail closed:
-    CONTRACT 5.1 keeps a sentence only when all of its content is accounted for)."""
+    docs/formats.md 5.1 keeps a sentence only when all of its content is accounted for)."""
     covered = bytearray(len(clause))
     for s, e in spans:
         covered[s:e] = b"\x01" * (e - s)
@@ -955,7 +955,7 @@ def _check_finding(name, value, neg, findings, add) -> None:
     fname = "findings." + name
     raw = findings.get(name)
     if name in O.SYMPTOM_FINDINGS and name not in findings:
-        # A source that never records symptoms or growth has no such field (CONTRACT 5.1).
+        # A source that never records symptoms or growth has no such field (docs/formats.md 5.1).
         add(Violation("other", "unsupported", ("no " if neg else "") + name, "not in the record"))
         return
     rec = finding_state(name, raw)
@@ -1079,7 +1079,7 @@ def _verdicts(in_path: str, out_file) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dermjax.notes.verify",
-        description="Check notes against their case records (CONTRACT section 5).")
+        description="Check notes against their case records (docs/formats.md section 5).")
     parser.add_argument("--in", dest="in_path", required=True, metavar="CASES.jsonl",
                         help='one {"id", "record", "note"} object per line')
     parser.add_argument("--out", dest="out_path", required=True, metavar="VERDICTS.jsonl",
@@ -1096,9 +1096,9 @@ def main(argv=None) -> int:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             _verdicts(args.in_path, out)
         os.replace(tmp, args.out_path)
-    except _InputError as e:
+    except _InputError as e:  # bad input is status 2 in every dermjax command (1 is a bug)
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     except OSError as e:
         print(f"error: {args.out_path}: cannot write: {e.strerror or e}", file=sys.stderr)
         return 2
@@ -1109,7 +1109,7 @@ def main(argv=None) -> int:
 
 
 class _CallableModule(types.ModuleType):
-    """Lets `dermjax.notes.verify(record, note)` (CONTRACT section 5) call the function while
+    """Lets `dermjax.notes.verify(record, note)` (docs/formats.md section 5) call the function while
     `dermjax.notes.verify` stays the module that `python -m` runs."""
 
     def __call__(self, record: dict, note: str) -> VerifyResult:

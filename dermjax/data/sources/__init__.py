@@ -1,6 +1,6 @@
 """Source adapters: each turns a public dataset's published layout into case records.
 
-A case record follows CONTRACT.md section 1, plus `image_path` (absolute) so later stages can
+A case record follows docs/formats.md section 1, plus `image_path` (absolute) so later stages can
 read the image. `load_records(name, root)` is the one entry point the command lines use.
 
 Several sets are often at hand as metadata only (ISIC 2019/2020 ground truth, Fitzpatrick17k

@@ -21,7 +21,7 @@ def make_record(dataset: str, image_id: str, *, diagnosis: str, group: str, pati
                 modality=None, other_malignancy=None, age=None, sex=None, body_site=None,
                 fitzpatrick=None, confirmation=None, findings=None, image_path=None,
                 **extra) -> dict:
-    """A CONTRACT section 1 record plus image_path and any dataset-specific extra keys.
+    """A docs/formats.md section 1 record plus image_path and any dataset-specific extra keys.
 
     Malignancy follows the group; only for "other" does it come from the specific diagnosis
     (`other_malignancy`), as section 2 says.
@@ -139,7 +139,7 @@ def one_hot(row: dict, columns: tuple[str, ...], where: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Sites.
 
-# ISIC's anatom_site_general words (2019, 2020 "..._challenge", BCN20000), CONTRACT section 3.
+# ISIC's anatom_site_general words (2019, 2020 "..._challenge", BCN20000), docs/formats.md section 3.
 ISIC_SITE = {
     "anterior torso": "trunk",
     "posterior torso": "back",

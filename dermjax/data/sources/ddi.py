@@ -4,7 +4,7 @@
 skin_tone is a pair of Fitzpatrick types (12, 34, 56), not one type, so `fitzpatrick` stays
 null and the pair is kept as "fitzpatrick_range". Disease names are mapped through the shared
 name table; for "other" diseases the set's own malignant flag gives the malignancy.
-SCC in situ follows the vocabulary (CONTRACT section 2 / ontology: actinic keratosis group,
+SCC in situ follows the vocabulary (docs/formats.md section 2 / ontology: actinic keratosis group,
 as in HAM10000's akiec), so its malignancy reads premalignant although DDI flags it malignant;
 the flag is kept as "malignant_label".
 """

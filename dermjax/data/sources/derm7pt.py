@@ -5,7 +5,7 @@ Each case has a clinical and a dermoscopic photograph of one lesion: two records
 patient_id, so splits keep them together. The seven-point criteria were scored on the
 dermoscopic image, but they describe the lesion, so both records carry them as findings.
 Pigmentation "diffuse"/"localized" and the kind of regression (blue, white areas) have no
-place in CONTRACT section 4; the source words are kept under "finding_detail".
+place in docs/formats.md section 4; the source words are kept under "finding_detail".
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ REQUIRED = ("case_num", "diagnosis", "seven_point_score", "pigment_network", "st
             "pigmentation", "regression_structures", "dots_and_globules", "blue_whitish_veil",
             "vascular_structures", "level_of_diagnostic_difficulty", "elevation", "location",
             "sex", "clinic", "derm")
-# diagnosis -> (group, specific diagnosis, malignancy when "other"), CONTRACT section 2.
+# diagnosis -> (group, specific diagnosis, malignancy when "other"), docs/formats.md section 2.
 DX = {
     "basal cell carcinoma": (BCC, "basal cell carcinoma", None),
     "blue nevus": (NEV, "blue nevus", None),
@@ -49,7 +49,7 @@ SITES = {
     "genital areas": "genital", "buttocks": "buttock", "back": "back", "chest": "chest",
     "abdomen": "abdomen", "face": "face", "acral": "acral",
 }
-# column -> finding name and source value -> CONTRACT value.
+# column -> finding name and source value -> docs/formats.md section 4 value.
 _ARE = {"absent": "absent", "present": "present"}
 FINDINGS = {
     "pigment_network": ("pigment_network", {"absent": "absent", "typical": "typical", "atypical": "atypical"}),
@@ -91,7 +91,7 @@ def _findings(row: dict, where: str) -> tuple[dict, dict]:
 def _diagnosis(raw: str, where: str) -> tuple[str, str, str | None]:
     if raw in DX:
         return DX[raw]
-    # CONTRACT section 2's rule for names outside the published list.
+    # docs/formats.md section 2's rule for names outside the published list.
     if raw.endswith(" nevus"):
         return NEV, raw, None
     if raw.startswith("melanoma"):

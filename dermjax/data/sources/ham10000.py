@@ -12,7 +12,7 @@ from dermjax.data.sources._common import age_of
 from dermjax.data.sources._csv import read_rows
 from dermjax.notes.ontology import MALIGNANCY
 
-# dx code -> (diagnosis group, specific diagnosis), CONTRACT section 2.
+# dx code -> (diagnosis group, specific diagnosis), docs/formats.md section 2.
 DX = {
     "mel": ("melanoma", "melanoma"),
     "nv": ("melanocytic nevus", "melanocytic nevus"),

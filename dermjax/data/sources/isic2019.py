@@ -19,7 +19,7 @@ GROUND_TRUTH = "ISIC_2019_Training_GroundTruth.csv"
 METADATA = "ISIC_2019_Training_Metadata.csv"
 IMAGES = "ISIC_2019_Training_Input"
 CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
-# class -> (group, specific diagnosis), CONTRACT section 2.
+# class -> (group, specific diagnosis), docs/formats.md section 2.
 DX = {
     "MEL": (MEL, "melanoma"),
     "NV": (NEV, "melanocytic nevus"),

@@ -2,7 +2,7 @@
 real patient_id); JPEGs in train/ (the official zip) or jpeg/train/ (the Kaggle copy) when present.
 
 Most images carry the diagnosis "unknown": benign lesions nobody named. They go to "other" with
-the malignancy the row states, since CONTRACT section 2 takes an "other" record's malignancy
+the malignancy the row states, since docs/formats.md section 2 takes an "other" record's malignancy
 from what is known about that lesion.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ REQUIRED = ("image_name", "patient_id", "sex", "age_approx", "anatom_site_genera
 IMAGE_FOLDERS = ("train", "jpeg/train", "ISIC_2020_Training_JPEG", "ISIC_2020_Training_JPEG/train",
                  "images")
 # diagnosis word -> (group, specific diagnosis). Lichenoid keratosis and solar lentigo sit in
-# ISIC's benign keratosis class, which CONTRACT section 2 maps to seborrheic keratosis.
+# ISIC's benign keratosis class, which docs/formats.md section 2 maps to seborrheic keratosis.
 DX = {
     "melanoma": (MEL, "melanoma"),
     "nevus": (NEV, "melanocytic nevus"),

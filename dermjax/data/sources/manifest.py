@@ -1,4 +1,4 @@
-"""Bring-your-own benchmark manifest (CONTRACT section 6): image_path,label[,record fields]."""
+"""Bring-your-own benchmark manifest (docs/formats.md section 6): image_path,label[,record fields]."""
 from __future__ import annotations
 
 import os

@@ -20,7 +20,7 @@ GROUND_TRUTH = "MILK10k_Training_GroundTruth.csv"
 METADATA = "MILK10k_Training_Metadata.csv"
 IMAGES = "MILK10k_Training_Input"
 CLASSES = ("AKIEC", "BCC", "BEN_OTH", "BKL", "DF", "INF", "MAL_OTH", "MEL", "NV", "SCCKA", "VASC")
-# class -> (group, specific diagnosis, malignancy when "other"), CONTRACT section 2: AKIEC is
+# class -> (group, specific diagnosis, malignancy when "other"), docs/formats.md section 2: AKIEC is
 # HAM's akiec, BKL the benign keratoses.
 DX = {
     "AKIEC": (AK, "actinic keratosis / intraepithelial carcinoma", None),

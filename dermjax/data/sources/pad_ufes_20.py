@@ -4,9 +4,9 @@ the imgs_part_1..3/ folders of the published zip.
 Symptoms the patient answered map to findings: itch, grew -> growth, hurt -> pain,
 bleed -> bleeding; "UNK" or blank leaves the finding out (unknown, not absent). "elevation"
 only says raised or not: True becomes "present" (the height, palpable or nodular, is not
-recorded) and False "flat". "changed" has no CONTRACT finding and is kept as an extra key.
-Biopsied lesions are confirmed by histopathology; the others were diagnosed clinically by the
-team, which the record leaves as unknown confirmation.
+recorded) and False "flat". "changed" has no finding in docs/formats.md section 4 and is kept
+as an extra key. Biopsied lesions are confirmed by histopathology; the others were diagnosed
+clinically by the team, which the record leaves as unknown confirmation.
 """
 from __future__ import annotations
 

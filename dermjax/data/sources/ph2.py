@@ -24,7 +24,7 @@ COLUMNS = ("name", "histological diagnosis", "clinical diagnosis", "asymmetry", 
 COLOR_COLUMNS = ("white", "red", "light-brown", "dark-brown", "blue-gray", "black")
 CLINICAL = {"0": (NEV, "common nevus"), "1": (NEV, "atypical nevus"), "2": (MEL, "melanoma")}
 ASYMMETRY = {"0": "symmetric", "1": "asymmetric in one axis", "2": "asymmetric in two axes"}
-# column -> (finding, code -> value). PH2 scores dots/globules typical/atypical; in CONTRACT
+# column -> (finding, code -> value). PH2 scores dots/globules typical/atypical; in docs/formats.md
 # section 4 terms that is regular/irregular.
 CODES = {
     "pigment network": ("pigment_network", {"A": "absent", "T": "typical", "AT": "atypical"}),

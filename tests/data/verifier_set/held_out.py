@@ -54,7 +54,7 @@ CASES = [
     ("H", "Dermatofibroma on the calf of a 35-year-old woman.", [(SITE, U)]),
     ("H", "Dermatofibroma, confirmed on follow-up.", [(CONF, C)]),
     ("H", "A malignant dermatofibroma on the leg.", [(MAL, C)]),
-    # Labelled GRP/contradicted when written; CONTRACT section 2 puts Bowen's disease (SCC in situ)
+    # Labelled GRP/contradicted when written; docs/formats.md section 2 puts Bowen's disease (SCC in situ)
     # in the actinic keratosis group, so for this record it is a finer diagnosis (relabelled).
     ("A", "Squamous cell carcinoma in situ on the face.", [(DX, U)]),
     ("A", "Actinic keratosis on the face of a 57-year-old man.", [(AGE, C)]),

@@ -1,5 +1,5 @@
 """Hand-written free-text notes in the manner of LLM output, each labelled against its record by
-CONTRACT section 5.1 when it was written (the labels were not produced by the verifier).
+docs/formats.md section 5.1 when it was written (the labels were not produced by the verifier).
 
 CASES: (record key, note, expected violations as (field, kind) pairs; none for a faithful note).
 """

@@ -7,6 +7,9 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_
                            " --xla_cpu_collective_call_terminate_timeout_seconds=1800"
                            " --xla_cpu_collective_timeout_seconds=1800").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The compile tests use libtpu's compile-only devices; another process's lock (e.g. a CPU training
+# run elsewhere on the host) must not fail them.
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 from absl import flags  # noqa: E402
 

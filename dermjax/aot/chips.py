@@ -15,6 +15,11 @@ import dataclasses
 import os
 import re
 
+# Compile-only TPU devices touch no chip, so the lock libtpu takes against a second process
+# using the chips is not needed: without this, a compile fails while any other process on the
+# host (a CPU training run of a jax with libtpu installed) holds /tmp/libtpu_lockfile.
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+
 import numpy as np
 
 from dermjax.errors import DermjaxError

@@ -19,6 +19,7 @@ import os
 import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # before JAX starts: compile-only devices, no device search
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compile-only: no chip to lock (dermjax/aot/chips.py)
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

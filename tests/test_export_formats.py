@@ -6,7 +6,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
@@ -31,18 +30,21 @@ def _torchvision_free():
         _torchvision_free.lib = lib
 
 
+def _random_model(cfg, vocab_size: int, seed: int):
+    model = two_towers.build(cfg.model, vocab_size, nnx.Rngs(0))
+    # Random everything: zero biases and unit norms would hide a transposed or swapped tensor.
+    leaves, tree = jax.tree_util.tree_flatten(nnx.state(model, nnx.Param))
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    nnx.update(model, jax.tree_util.tree_unflatten(
+        tree, [jax.random.normal(k, x.shape, x.dtype) * 0.2 for k, x in zip(keys, leaves)]))
+    return model, cfg.model
+
+
 def _model(**image):
     cfg = get_config()
     cfg.model.image.update(dict(size=32, patch=8, width=32, depth=2, heads=2, mlp_dim=64, **image))
     cfg.model.embed_dim = 24
-    model = two_towers.build(cfg.model, 100, nnx.Rngs(0))
-    # Random everything: zero biases and unit norms would hide a transposed or swapped tensor.
-    state = nnx.state(model, nnx.Param)
-    leaves, tree = jax.tree_util.tree_flatten(state)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    nnx.update(model, jax.tree_util.tree_unflatten(
-        tree, [jax.random.normal(k, x.shape, x.dtype) * 0.2 for k, x in zip(keys, leaves)]))
-    return model, cfg.model
+    return _random_model(cfg, 100, 1)
 
 
 CASES = [dict(pool="gap"), dict(pool="cls"), dict(pool="gap", class_token=True, act="exact"),
@@ -90,13 +92,7 @@ def _bert_model(pool):
     cfg.model.text.update(dict(type="bert", width=32, depth=2, heads=4, mlp_dim=64, vocab_size=120,
                                max_positions=40, type_vocab_size=2, ln_eps=1e-12, act="exact", pool=pool))
     cfg.model.embed_dim = 24
-    model = two_towers.build(cfg.model, 120, nnx.Rngs(0))
-    state = nnx.state(model, nnx.Param)
-    leaves, tree = jax.tree_util.tree_flatten(state)
-    keys = jax.random.split(jax.random.key(2), len(leaves))
-    nnx.update(model, jax.tree_util.tree_unflatten(
-        tree, [jax.random.normal(k, x.shape, x.dtype) * 0.2 for k, x in zip(keys, leaves)]))
-    return model, cfg.model
+    return _random_model(cfg, 120, 2)
 
 
 @pytest.mark.parametrize("pool", ["cls", "pooler", "mean"])

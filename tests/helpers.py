@@ -91,3 +91,17 @@ def kill_after_a_checkpoint_and_rerun(start, workdir: str, total_steps: int) -> 
     if done_before and done_before[-1] < total_steps:
         assert f"resuming from {ckdir}/{done_before[-1]}" in out
     return out
+
+
+def torchvision_free() -> None:
+    """timm and open_clip import torchvision, whose PyPI build is CUDA-only and fails to import
+    beside CPU torch unless these two operator schemas exist first (ENVIRONMENT.md)."""
+    import sys
+
+    import torch
+
+    if "torchvision" not in sys.modules and not getattr(torchvision_free, "lib", None):
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        torchvision_free.lib = lib

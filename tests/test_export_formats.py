@@ -13,21 +13,10 @@ from flax import nnx
 from configs.quickstart import get_config
 from dermjax.models import export, export_timm, two_towers
 from dermjax.models.tensor_files import read_safetensors
+from tests.helpers import torchvision_free
 
 torch = pytest.importorskip("torch", reason="the reference extra (torch 2.13.0 CPU) is not installed")
 TOL = 1e-5
-
-
-def _torchvision_free():
-    """timm imports torchvision, whose PyPI build fails to import beside CPU torch unless these
-    operator schemas exist first (ENVIRONMENT.md)."""
-    import sys
-
-    if "torchvision" not in sys.modules and not getattr(_torchvision_free, "lib", None):
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _torchvision_free.lib = lib
 
 
 def _random_model(cfg, vocab_size: int, seed: int):
@@ -55,7 +44,7 @@ CASES = [dict(pool="gap"), dict(pool="cls"), dict(pool="gap", class_token=True, 
 
 @pytest.mark.parametrize("image", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_timm_export_loads_strictly_and_matches(image, tmp_path):
-    _torchvision_free()
+    torchvision_free()
     from timm.models.vision_transformer import VisionTransformer
 
     model, mcfg = _model(**image)
@@ -97,7 +86,7 @@ def _bert_model(pool):
 
 @pytest.mark.parametrize("pool", ["cls", "pooler", "mean"])
 def test_hf_export_loads_into_bertmodel_strictly_and_matches(pool, tmp_path):
-    _torchvision_free()
+    torchvision_free()
     transformers = pytest.importorskip("transformers")
     from safetensors.torch import load_file
 
@@ -140,7 +129,7 @@ OPEN_CLIP_CASES = [dict(pool="cls"), dict(pool="gap", class_token=True, act="qui
 
 @pytest.mark.parametrize("image", OPEN_CLIP_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_open_clip_export_loads_strictly_and_matches(image, tmp_path):
-    _torchvision_free()
+    torchvision_free()
     open_clip = pytest.importorskip("open_clip")
     from safetensors.torch import load_file
 

@@ -13,22 +13,11 @@ from flax import nnx
 from dermjax.data.tokenizer import WordPieceTokenizer
 from dermjax.models import bert, pretrained, two_towers, vit
 from dermjax.models.tensor_files import write_safetensors
+from tests.helpers import torchvision_free
 
 torch = pytest.importorskip("torch", reason="the reference extra (torch 2.13.0 CPU) is not installed")
 
 TOL = 1e-4
-
-
-def _torchvision_free():
-    """timm and open_clip import torchvision, whose PyPI build is CUDA-only and fails to import
-    beside CPU torch unless these two operator schemas exist first (ENVIRONMENT.md)."""
-    import sys
-
-    if "torchvision" not in sys.modules and not getattr(_torchvision_free, "done", False):
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _torchvision_free.lib, _torchvision_free.done = lib, True
 
 
 def _randomize(module, std=0.2, seed=0):
@@ -72,7 +61,7 @@ TIMM_CASES = [  # (timm model, kwargs, image size, weights file kind)
 
 @pytest.mark.parametrize("name,kw,size,kind", TIMM_CASES)
 def test_timm_vit_forward_matches(tmp_path, name, kw, size, kind):
-    _torchvision_free()
+    torchvision_free()
     timm = pytest.importorskip("timm")
     src = _randomize(timm.create_model(name, pretrained=False, num_classes=0, img_size=size, **kw))
     path = _state_dict(src, tmp_path, kind)
@@ -94,7 +83,7 @@ def test_timm_vit_forward_matches(tmp_path, name, kw, size, kind):
 
 
 def test_timm_import_refuses_what_it_cannot_compute(tmp_path):
-    _torchvision_free()
+    torchvision_free()
     timm = pytest.importorskip("timm")
     src = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32,
                             init_values=1e-5)  # layer scale: no dermjax equivalent
@@ -116,7 +105,7 @@ def _two_towers(image: dict, embed_dim: int, **text):
 
 
 def test_open_clip_visual_tower_and_projection_match(tmp_path):
-    _torchvision_free()
+    torchvision_free()
     open_clip = pytest.importorskip("open_clip")
     torch.manual_seed(0)
     src = open_clip.CLIP(embed_dim=48, vision_cfg=open_clip.CLIPVisionCfg(
@@ -176,7 +165,7 @@ def _big_vision_siglip_npz(path, d=64, depth=2, heads=4, mlp=128, patch=8, size=
 
 def test_big_vision_siglip_npz_matches_timms_reader(tmp_path):
     """timm reads big_vision .npz checkpoints itself: the same file through both must agree."""
-    _torchvision_free()
+    torchvision_free()
     timm = pytest.importorskip("timm")
     from timm.models.vision_transformer import VisionTransformer, _load_weights
 

@@ -121,8 +121,9 @@ def print_absl_help() -> None:
         for f in sorted(by_module[m], key=lambda f: f.name):
             print(f"  --{f.name}: {f.help}" + (f" (default: {f.default_as_str})" if f.default is not None else ""))
     print("  --verbosity, -v: absl logging level (default: warnings only; 0 = info, 1 = debug)")
-    if shipped_configs():
-        print(f"\nshipped configs (--config NAME[:ARG]): {', '.join(shipped_configs())}")
+    names = shipped_configs()
+    if names:
+        print(f"\nshipped configs (--config NAME[:ARG]): {', '.join(names)}")
     print("Try --helpfull to get a list of all flags.")
 
 

@@ -50,13 +50,11 @@ def pair(ex: dict, classes: list[str]) -> dict:
             "record": ex["record"], "notes": [flat_note(n) for n in ex["notes"]]}
 
 
-def _splits(shard_dir: str):
+def _rows(shard_dir: str, split: str, classes: list[str]):
     from dermjax.data import shards
 
-    manifest = shards.load_manifest(shard_dir)
-    classes = list(manifest["classes"])
-    for split in sorted(manifest["splits"]):
-        yield split, classes, (pair(ex, classes) for ex in shards.read_split(shard_dir, split))
+    for ex in shards.read_split(shard_dir, split):
+        yield pair(ex, classes)
 
 
 # --- Hugging Face (Parquet) -------------------------------------------------------------------
@@ -150,19 +148,21 @@ def export(shard_dir: str, fmt: str, out: str, *, progress=None) -> dict:
                 progress(1)
             yield r
 
-    splits = [(s, c, tally(rows)) for s, c, rows in _splits(shard_dir)]
+    from dermjax.data import shards
+
+    manifest = shards.load_manifest(shard_dir)
+    classes, splits = list(manifest["classes"]), sorted(manifest["splits"])
     if fmt == "tfds":
         from dermjax.data import tfds_builders
 
-        for _, _, rows in splits:  # the builder reads the shards itself; this pass counts for the card
-            for _ in rows:
+        for split in splits:  # the builder reads the shards itself; this pass counts for the card
+            for _ in tally(_rows(shard_dir, split, classes)):
                 pass
         counts = tfds_builders.prepare_pairs(shard_dir, tmp)
     else:
         write = _write_hf if fmt == "hf" else _write_webdataset
-        for split, classes, rows in splits:
-            counts[split] = write(split, classes, rows, tmp)
-    classes = next(_splits(shard_dir))[1]
+        for split in splits:
+            counts[split] = write(split, classes, tally(_rows(shard_dir, split, classes)), tmp)
     write_card(tmp, fmt, shard_dir, counts, classes, styles, datasets)
     os.replace(tmp, out)
     return {"format": fmt, "out": out, "splits": counts}

@@ -198,16 +198,25 @@ def bootstrap_classification(scores, labels, num_classes: int | None = None, res
     n, c = scores.shape
     num_classes = num_classes or c
     picks = np.random.default_rng(seed).integers(0, n, (resamples, n), dtype=np.int32)
+    draws = _draws(scores, labels, picks, num_classes, chunk)
+    return {**{k: _interval(draws[k], level) for k in SLICE_METRICS}, "resamples": resamples, "level": level,
+            "seed": seed}
+
+
+def _draws(scores, labels, picks, num_classes: int, chunk: int = 100) -> dict[str, np.ndarray]:
+    """SLICE_METRICS of every resample (a row of `picks`), `chunk` resamples per device call."""
     parts = [jax.device_get(_resampled_classification(scores, labels, picks[i:i + chunk], num_classes))
-             for i in range(0, resamples, chunk)]
+             for i in range(0, len(picks), chunk)]
+    return {k: np.concatenate([p[k] for p in parts]).astype(np.float64) for k in SLICE_METRICS}
+
+
+def _interval(values: np.ndarray, level: float) -> list[float]:
+    """Percentile interval of the finite values (an undefined resample is left out)."""
+    values = values[np.isfinite(values)]
     tail = (1.0 - level) / 2.0
-    out = {}
-    for k in SLICE_METRICS:
-        values = np.concatenate([p[k] for p in parts]).astype(np.float64)
-        values = values[np.isfinite(values)]
-        out[k] = ([float(np.quantile(values, tail)), float(np.quantile(values, 1.0 - tail))]
-                  if len(values) else [math.nan, math.nan])
-    return {**out, "resamples": resamples, "level": level, "seed": seed}
+    if not len(values):
+        return [math.nan, math.nan]
+    return [float(np.quantile(values, tail)), float(np.quantile(values, 1.0 - tail))]
 
 
 def bootstrap_means(values: dict, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
@@ -261,21 +270,12 @@ def _bootstrap_slices(scores, labels, keys, values, num_classes, resamples, leve
     labels = np.asarray(labels, np.int32)
     num_classes = num_classes or scores.shape[1]
     rng = np.random.default_rng(seed)
-    tail = (1.0 - level) / 2.0
     draws = {}
     for v in values:
         members = np.flatnonzero(keys == v)
         picks = rng.integers(0, len(members), (resamples, len(members))).astype(np.int32)
-        parts = [jax.device_get(_resampled_classification(scores[members], labels[members], picks[i:i + 100],
-                                                          num_classes))
-                 for i in range(0, resamples, 100)]
-        draws[v] = {k: np.concatenate([p[k] for p in parts]).astype(np.float64) for k in SLICE_METRICS}
-
-    def interval(x):
-        x = x[np.isfinite(x)]
-        return [float(np.quantile(x, tail)), float(np.quantile(x, 1.0 - tail))] if len(x) else [math.nan, math.nan]
-
-    ci = {v: {k: interval(d[k]) for k in SLICE_METRICS} for v, d in draws.items()}
+        draws[v] = _draws(scores[members], labels[members], picks, num_classes)
+    ci = {v: {k: _interval(d[k], level) for k in SLICE_METRICS} for v, d in draws.items()}
     gap_ci = {}
     for k in SLICE_METRICS:
         table = np.stack([draws[v][k] for v in values], axis=1)  # [resamples, slices]
@@ -284,7 +284,7 @@ def _bootstrap_slices(scores, labels, keys, values, num_classes, resamples, leve
         if ok.any():
             hi = np.where(finite, table, -np.inf).max(axis=1)
             lo = np.where(finite, table, np.inf).min(axis=1)
-            gap_ci[k] = interval((hi - lo)[ok])
+            gap_ci[k] = _interval((hi - lo)[ok], level)
     return {"ci": ci, "gap_ci": gap_ci, "ci_settings": {"resamples": resamples, "level": level, "seed": seed}}
 
 

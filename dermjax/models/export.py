@@ -40,17 +40,27 @@ def model_tensors(model: nnx.Module) -> dict[str, np.ndarray]:
     return layout.to_canonical(tensors, stacked)
 
 
+def _begin(out_dir: str) -> None:
+    """Called once everything to write is computed (a refusal leaves an older export whole).
+    "A folder with a config.json is complete" must hold while this overwrites an older export:
+    its config would otherwise describe the new weights if the writer is killed midway."""
+    os.makedirs(out_dir, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(out_dir, "config.json"))
+
+
+def _copy_tokenizer(tokenizer_file: str, out_dir: str) -> str:
+    name = tokenizer_lib.workdir_name(tokenizer_file)
+    shutil.copyfile(tokenizer_file, os.path.join(out_dir, name + ".tmp"))
+    os.replace(os.path.join(out_dir, name + ".tmp"), os.path.join(out_dir, name))
+    return name
+
+
 def save(model: nnx.Module, model_cfg: ml_collections.ConfigDict, vocab_size: int, tokenizer_file: str,
          out_dir: str, step: int | None = None) -> str:
     """Writes OUT/model.safetensors, OUT/config.json and the tokenizer; returns out_dir."""
-    os.makedirs(out_dir, exist_ok=True)
-    # "A folder with a config.json is complete" must hold while this overwrites an older export:
-    # its config would otherwise describe the new weights if the writer is killed midway.
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(out_dir, "config.json"))
-    tok_name = tokenizer_lib.workdir_name(tokenizer_file)
-    shutil.copyfile(tokenizer_file, os.path.join(out_dir, tok_name + ".tmp"))
-    os.replace(os.path.join(out_dir, tok_name + ".tmp"), os.path.join(out_dir, tok_name))
+    _begin(out_dir)
+    tok_name = _copy_tokenizer(tokenizer_file, out_dir)
     write_safetensors(os.path.join(out_dir, "model.safetensors"), model_tensors(model),
                       metadata={"format": FORMAT, "version": str(VERSION)})
     cfg = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
@@ -74,11 +84,9 @@ def save_timm(model: nnx.Module, model_cfg: ml_collections.ConfigDict, out_dir: 
     from dermjax.models import export_timm
 
     image = dict(model_cfg.image)
-    os.makedirs(out_dir, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(out_dir, "config.json"))
     sd = export_timm.timm_state(model_tensors(model), image, int(model_cfg.embed_dim),
                                 bool(image.get("proj_bias")))
+    _begin(out_dir)
     write_safetensors(os.path.join(out_dir, "model.safetensors"), sd, metadata={"format": "pt"})
     write_json(os.path.join(out_dir, "config.json"), {
         "format": "timm", "architecture": "timm.models.vision_transformer.VisionTransformer",
@@ -101,18 +109,14 @@ def save_hf(model: nnx.Module, model_cfg: ml_collections.ConfigDict, tokenizer_f
         raise DermjaxError("--format hf exports BERT text towers (model.text.type 'bert'); this model's text "
                            "tower is dermjax's own transformer, which Hugging Face has no class for: use "
                            "--format dermjax, or --format timm for the image tower")
-    os.makedirs(out_dir, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(out_dir, "config.json"))
     tensors = model_tensors(model)
-    write_safetensors(os.path.join(out_dir, "model.safetensors"), export_hf.bert_state(tensors, text),
-                      metadata={"format": "pt"})
+    sd = export_hf.bert_state(tensors, text)
+    cfg = export_hf.bert_config(text, int(model_cfg.embed_dim))
+    _begin(out_dir)
+    write_safetensors(os.path.join(out_dir, "model.safetensors"), sd, metadata={"format": "pt"})
     write_safetensors(os.path.join(out_dir, "text_projection.safetensors"),
                       {"weight": np.ascontiguousarray(tensors["text_proj/kernel"].T)}, metadata={"format": "pt"})
-    tok_name = tokenizer_lib.workdir_name(tokenizer_file)
-    shutil.copyfile(tokenizer_file, os.path.join(out_dir, tok_name + ".tmp"))
-    os.replace(os.path.join(out_dir, tok_name + ".tmp"), os.path.join(out_dir, tok_name))
-    cfg = export_hf.bert_config(text, int(model_cfg.embed_dim))
+    tok_name = _copy_tokenizer(tokenizer_file, out_dir)
     cfg["dermjax"].update({"load": export_hf.LOAD, "step": step, "tokenizer": tok_name,
                            "max_len": int(model_cfg.text.get("max_len") or 0)})
     write_json(os.path.join(out_dir, "config.json"), cfg)
@@ -130,17 +134,15 @@ def save_open_clip(model: nnx.Module, model_cfg: ml_collections.ConfigDict, out_
     image = dict(model_cfg.image)
     vision, quick = export_open_clip.vision_cfg(image)
     sd = export_open_clip.open_clip_state(model_tensors(model), image, bool(image.get("proj_bias")))
-    os.makedirs(out_dir, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(out_dir, "config.json"))
+    _begin(out_dir)
     name = "open_clip_visual.safetensors"
     write_safetensors(os.path.join(out_dir, name), sd, metadata={"format": "pt"})
     mean = list(image.get("pixel_mean") or (0.5, 0.5, 0.5))
     std = list(image.get("pixel_std") or (0.5, 0.5, 0.5))
     write_json(os.path.join(out_dir, "config.json"), {
         "format": "open_clip", "embed_dim": int(model_cfg.embed_dim), "vision_cfg": vision, "quick_gelu": quick,
-        # open_clip.CLIP needs a text tower to exist; this one is a placeholder of the smallest size and
-        # carries no dermjax weights (dermjax's text towers have no open_clip equivalent).
+        # open_clip.CLIP builds a text tower too: this is the smallest one it accepts, with no dermjax
+        # weights in it (dermjax's text towers have no open_clip equivalent).
         "text_cfg": {"context_length": 8, "vocab_size": 16, "width": 8, "heads": 1, "layers": 1},
         "preprocess_cfg": {"size": int(image["size"]), "mean": mean, "std": std, "interpolation": "bicubic"},
         "output": "model.encode_image(x): dermjax's image embedding before L2 normalization",

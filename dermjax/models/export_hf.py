@@ -12,6 +12,7 @@ import numpy as np
 
 from dermjax.errors import DermjaxError
 from dermjax.models import bert
+from dermjax.models.export_timm import Taken
 
 ACT = {"exact": "gelu", "tanh": "gelu_pytorch_tanh"}
 
@@ -33,22 +34,17 @@ def bert_config(text_cfg: dict, embed_dim: int) -> dict:
 def bert_state(tensors: dict, text_cfg: dict) -> dict:
     """Canonical dermjax tensors (export.model_tensors) -> a BertModel state dict."""
     b = bert.resolve(text_cfg)
-    t = {k.removeprefix("text/"): np.asarray(v, np.float32) for k, v in tensors.items() if k.startswith("text/")}
-    read = set()
-
-    def take(k):
-        read.add(k)
-        return t[k]
-
-    sd = {"embeddings.word_embeddings.weight": take("tokens/embedding"),
-          "embeddings.position_embeddings.weight": take("positions/embedding"),
-          "embeddings.token_type_embeddings.weight": take("token_types/embedding")}
+    t = Taken({k.removeprefix("text/"): np.asarray(v, np.float32) for k, v in tensors.items()
+               if k.startswith("text/")})
+    sd = {"embeddings.word_embeddings.weight": t["tokens/embedding"],
+          "embeddings.position_embeddings.weight": t["positions/embedding"],
+          "embeddings.token_type_embeddings.weight": t["token_types/embedding"]}
 
     def linear(ours, theirs):
-        sd[f"{theirs}.weight"], sd[f"{theirs}.bias"] = take(f"{ours}/kernel").T, take(f"{ours}/bias")
+        sd[f"{theirs}.weight"], sd[f"{theirs}.bias"] = t[f"{ours}/kernel"].T, t[f"{ours}/bias"]
 
     def norm(ours, theirs):
-        sd[f"{theirs}.weight"], sd[f"{theirs}.bias"] = take(f"{ours}/scale"), take(f"{ours}/bias")
+        sd[f"{theirs}.weight"], sd[f"{theirs}.bias"] = t[f"{ours}/scale"], t[f"{ours}/bias"]
 
     norm("embed_ln", "embeddings.LayerNorm")
     for i in range(b["depth"]):
@@ -62,7 +58,7 @@ def bert_state(tensors: dict, text_cfg: dict) -> dict:
         norm(f"{ours}/mlp_ln", f"{theirs}.output.LayerNorm")
     if b["pool"] == "pooler":
         linear("pooler", "pooler.dense")
-    left = sorted(set(t) - read)
+    left = sorted(set(t) - t.read)
     if left:
         raise DermjaxError(f"hf export: no BertModel place for text/{', text/'.join(left[:6])}")
     return {k: np.ascontiguousarray(v, np.float32) for k, v in sd.items()}

@@ -15,6 +15,7 @@ import numpy as np
 
 from dermjax.errors import DermjaxError
 from dermjax.models import vit
+from dermjax.models.export_timm import Taken
 
 
 def vision_cfg(image_cfg: dict) -> tuple[dict, bool]:
@@ -44,30 +45,24 @@ def open_clip_state(tensors: dict, image_cfg: dict, proj_bias: bool = False) -> 
     vision_cfg(image_cfg)  # refuses what open_clip cannot compute
     c = vit.resolve(image_cfg)
     p, width = c["patch"], c["width"]
-    t = {k: np.asarray(v, np.float32) for k, v in tensors.items() if k.startswith(("image/", "image_proj/"))}
-    read = set()
-
-    def take(k):
-        read.add(k)
-        return t[k]
-
-    pos = take("image/pos").copy()
-    pos[1:] += take("image/embed/bias")  # added to every patch token before anything else
-    sd = {"conv1.weight": take("image/embed/kernel").reshape(p, p, 3, width).transpose(3, 2, 0, 1),
-          "class_embedding": take("image/cls").reshape(width), "positional_embedding": pos,
-          "ln_post.weight": take("image/encoder/ln/scale"), "ln_post.bias": take("image/encoder/ln/bias"),
-          "proj": take("image_proj/kernel")}
+    t = Taken({k: np.asarray(v, np.float32) for k, v in tensors.items() if k.startswith(("image/", "image_proj/"))})
+    pos = t["image/pos"].copy()
+    pos[1:] += t["image/embed/bias"]  # added to every patch token before anything else
+    sd = {"conv1.weight": t["image/embed/kernel"].reshape(p, p, 3, width).transpose(3, 2, 0, 1),
+          "class_embedding": t["image/cls"].reshape(width), "positional_embedding": pos,
+          "ln_post.weight": t["image/encoder/ln/scale"], "ln_post.bias": t["image/encoder/ln/bias"],
+          "proj": t["image_proj/kernel"]}
     if c.get("pre_norm"):
-        sd["ln_pre.weight"], sd["ln_pre.bias"] = take("image/pre_ln/scale"), take("image/pre_ln/bias")
+        sd["ln_pre.weight"], sd["ln_pre.bias"] = t["image/pre_ln/scale"], t["image/pre_ln/bias"]
     for i in range(c["depth"]):
         ours, theirs = f"image/encoder/blocks/{i}", f"transformer.resblocks.{i}"
         for a, b in (("ln1", "ln_1"), ("ln2", "ln_2")):
-            sd[f"{theirs}.{b}.weight"], sd[f"{theirs}.{b}.bias"] = take(f"{ours}/{a}/scale"), take(f"{ours}/{a}/bias")
-        sd[f"{theirs}.attn.in_proj_weight"] = take(f"{ours}/attn/qkv/kernel").T
-        sd[f"{theirs}.attn.in_proj_bias"] = take(f"{ours}/attn/qkv/bias")
+            sd[f"{theirs}.{b}.weight"], sd[f"{theirs}.{b}.bias"] = t[f"{ours}/{a}/scale"], t[f"{ours}/{a}/bias"]
+        sd[f"{theirs}.attn.in_proj_weight"] = t[f"{ours}/attn/qkv/kernel"].T
+        sd[f"{theirs}.attn.in_proj_bias"] = t[f"{ours}/attn/qkv/bias"]
         for a, b in (("attn/out", "attn.out_proj"), ("mlp_in", "mlp.c_fc"), ("mlp_out", "mlp.c_proj")):
-            sd[f"{theirs}.{b}.weight"], sd[f"{theirs}.{b}.bias"] = take(f"{ours}/{a}/kernel").T, take(f"{ours}/{a}/bias")
-    left = sorted(set(t) - read)
+            sd[f"{theirs}.{b}.weight"], sd[f"{theirs}.{b}.bias"] = t[f"{ours}/{a}/kernel"].T, t[f"{ours}/{a}/bias"]
+    left = sorted(set(t) - t.read)
     if left:
         raise DermjaxError(f"open_clip export: no open_clip place for {', '.join(left[:6])}")
     return {f"visual.{k}": np.ascontiguousarray(v, np.float32) for k, v in sd.items()}

@@ -42,7 +42,7 @@ def timm_state(tensors: dict, image_cfg: dict, embed_dim: int, proj_bias: bool =
     """Canonical dermjax tensors (export.model_tensors) -> a timm VisionTransformer state dict."""
     c = vit.resolve(image_cfg)
     p, width = c["patch"], c["width"]
-    t = _Taken({k: np.asarray(v, np.float32) for k, v in tensors.items() if k.startswith(("image/", "image_proj/"))})
+    t = Taken({k: np.asarray(v, np.float32) for k, v in tensors.items() if k.startswith(("image/", "image_proj/"))})
     sd = {"patch_embed.proj.weight": t["image/embed/kernel"].reshape(p, p, 3, width).transpose(3, 2, 0, 1)}
     pos = t["image/pos"].copy()
     if c.get("pre_norm"):
@@ -78,8 +78,9 @@ def timm_state(tensors: dict, image_cfg: dict, embed_dim: int, proj_bias: bool =
     return {k: np.ascontiguousarray(v, np.float32) for k, v in sd.items()}
 
 
-class _Taken(dict):
-    """The tower's tensors; remembers which were read, so none is silently left behind."""
+class Taken(dict):
+    """A tower's tensors that remember which were read, so an export leaves none behind silently
+    (the exports to timm, open_clip and Hugging Face share it)."""
 
     def __init__(self, *a):
         super().__init__(*a)

@@ -124,12 +124,13 @@ def test_installed_wheel_runs_the_quickstart_from_a_shipped_config(dists):
                           capture_output=True, text=True, check=True).stdout.strip()
     with open(os.path.join(site, "deps.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
+    # Without PYTHONPATH: a source tree on it would make pip see dermjax as installed already.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     r = subprocess.run([py, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     run_dir = tmp / "elsewhere"
     run_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     bin_ = venv / "bin"
 
     def cli(*args):

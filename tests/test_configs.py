@@ -83,6 +83,7 @@ def _train(*args):
     (["--config.loss=clipp"], "config.loss must be one of clip, siglip"),
     (["--config.data.batch_size=abc"], "invalid literal for int()"),
     (["--config.model.text.pool=cls"], "dermjax's own text tower pools by the mean"),
+    (["--config=nopeconfig"], "--config nopeconfig: no such file, and not a shipped config (shipped: "),
 ])
 def test_bad_config_values_are_one_line_and_status_2_before_anything_is_written(args, says, shards, tmp_path):
     work = tmp_path / "work"

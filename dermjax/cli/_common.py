@@ -92,14 +92,21 @@ def shipped_configs() -> list[str]:
 
 
 def _with_resolved_config(argv: list[str]) -> list[str]:
+    """argv with --config resolved (resolve_config); a config that is neither a file nor a shipped
+    name is one line and exit status 2 here, where config_flags would raise a traceback."""
     out, i = list(argv), 1
     while i < len(out):
         a = out[i]
-        if a == "--config" and i + 1 < len(out):
-            out[i + 1] = resolve_config(out[i + 1])
-            i += 1
-        elif a.startswith("--config="):
-            out[i] = "--config=" + resolve_config(a[len("--config="):])
+        at = i + 1 if a == "--config" and i + 1 < len(out) else i if a.startswith("--config=") else None
+        if at is not None:
+            given = out[at] if at != i else a[len("--config="):]
+            spec = resolve_config(given)
+            if not os.path.isfile(spec.partition(":")[0]):
+                print(f"error: --config {given}: no such file, and not a shipped config "
+                      f"(shipped: {', '.join(shipped_configs()) or 'none found'})", file=sys.stderr)
+                sys.exit(2)
+            out[at] = spec if at != i else "--config=" + spec
+            i = at
         i += 1
     return out
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dermjax.data import pipeline, shards, tokenizer
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from tests.helpers import tiny_notes, tiny_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,8 +8,8 @@ import pytest
 
 from dermjax.data import pipeline, records as records_lib, shards, splits, tokenizer
 from dermjax.data.sources import load_records
-from dermjax.errors import DermjaxError
-from dermjax.io import sha256_file
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import sha256_file
 from tests.helpers import ham_root, tiny_notes, tiny_records
 
 
@@ -191,7 +191,7 @@ def test_start_batch_continues_the_same_stream(tiny_shards):
 
 
 def test_atomic_writes_follow_the_umask_not_mkstemp(tmp_path):
-    from dermjax.io import write_bytes
+    from dermjax.core.io import write_bytes
 
     old = os.umask(0o022)
     try:

@@ -16,7 +16,7 @@ from configs.distill_cpu import get_config as distill_config
 from configs.quickstart import get_config as contrastive_config
 from dermjax.data import pipeline, splits
 from dermjax.data.tokenizer import Tokenizer
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.core import sharding
 from dermjax.train import checkpoint, contrastive, distill
 from tests.helpers import kill_after_a_checkpoint_and_rerun, tiny_shard_dir

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from dermjax.data.sources import SOURCES, load_records
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.eval import benchmarks
 from tests.helpers import ham_root, tiny_shard_dir, write_csv
 

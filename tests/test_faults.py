@@ -396,7 +396,7 @@ def test_eval_killed_while_writing_then_rerun_equals_an_uninterrupted_run(traine
 
 
 def test_export_killed_or_damaged_is_never_taken_for_a_complete_export(trained, tmp_path):
-    from dermjax.errors import DermjaxError
+    from dermjax.core.errors import DermjaxError
     from dermjax.models import export
 
     _, work = trained

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from dermjax.data.sources import load_records
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.notes import llm
 from dermjax.notes import synthesize as synth
 from dermjax.notes.ontology import FINDING_LABELS

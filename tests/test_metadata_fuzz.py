@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dermjax.data.sources import load_records, manifest
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from tests.test_sources import DERM7PT_HEADER, PAD_HEADER, PH2_HEADER, SCIN_CASES, _scin_case
 
 ISIC2019_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from dermjax.cli import prep
 from dermjax.data import overlap, shards
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.eval import benchmarks, evaluate
 from dermjax.notes.ontology import EVAL_CLASSES, MALIGNANCY
 from dermjax.train import loop

@@ -12,7 +12,7 @@ from PIL import Image
 from dermjax.data import splits
 from dermjax.data.sources import MAY_LACK_IMAGES, SOURCES, load_records
 from dermjax.data.sources._common import diagnosis_of
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.notes import ontology as O
 from tests.helpers import DATA_ROOT, write_csv
 

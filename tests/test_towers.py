@@ -14,7 +14,7 @@ from flax import nnx
 from configs.quickstart import get_config
 from dermjax.cli import export as export_cli
 from dermjax.data.tokenizer import PAD_ID, WordPieceTokenizer
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.eval.evaluate import Embedder
 from dermjax.models import export
 from dermjax.models.tensor_files import read_safetensors, write_safetensors

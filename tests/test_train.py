@@ -204,7 +204,7 @@ def test_parameter_groups_freeze_a_tower_and_scale_lr(shard_dir):
 
 
 def test_diverged_training_stops_without_saving_nan(shard_dir, tmp_path):
-    from dermjax.errors import DermjaxError
+    from dermjax.core.errors import DermjaxError
 
     cfg = _cfg(shard_dir)
     cfg.optimizer.lr = float("nan")  # every update poisons the weights

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.train import watchdog
 from tests.helpers import tiny_shard_dir
 

@@ -22,7 +22,7 @@ os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 import numpy as np
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dermjax.core import sharding
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.models import two_towers
 
 TRAINERS = ("contrastive", "distill")

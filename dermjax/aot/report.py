@@ -66,7 +66,7 @@ def compile_program(p: Program, target: chips.Target, available: float, hlo_dir:
     if hlo_dir:
         import os
 
-        from dermjax.io import write_bytes
+        from dermjax.core.io import write_bytes
 
         write_bytes(os.path.join(hlo_dir, f"{p.name}.hlo.txt"), text.encode())
     a = hlo.analyze(text, dict(p.mesh.shape))

@@ -5,7 +5,7 @@ import functools
 import os
 import sys
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 
 def quiet_libraries() -> None:

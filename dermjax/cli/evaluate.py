@@ -19,7 +19,7 @@ import re
 import sys
 
 from dermjax.cli._common import add_verbosity, one_line_errors, set_verbosity
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,8 +16,8 @@ import hashlib
 import os
 
 from dermjax.cli._common import add_verbosity, one_line_errors, set_verbosity
-from dermjax.errors import DermjaxError, TemporaryError
-from dermjax.io import read_jsonl, sha256_file, write_json
+from dermjax.core.errors import DermjaxError, TemporaryError
+from dermjax.core.io import read_jsonl, sha256_file, write_json
 
 
 def cmd_synthetic(a):

@@ -17,7 +17,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from dermjax.cli._common import one_line_errors, parse_flags_or_exit
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 TRAINERS = ("contrastive", "distill")  # modules of dermjax.train, each with train(cfg, workdir)
 

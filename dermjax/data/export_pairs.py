@@ -20,8 +20,8 @@ import shutil
 import tarfile
 from collections import Counter
 
-from dermjax.errors import DermjaxError
-from dermjax.io import write_json
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import write_json
 
 FORMATS = ("hf", "webdataset", "tfds")
 # What the source data sets are published under (the data is never part of dermjax).

@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dermjax.errors import DermjaxError
-from dermjax.io import atomic_path
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import atomic_path
 
 PIXEL_SIDE = 16
 PIXEL_THRESHOLD = 0.99
@@ -352,7 +352,7 @@ def guard(train_shards: str, against: list[ImageSet], mode: str, *, report_path:
         return {}
     reports = {s.name: compare(train, s, pixel_threshold=pixel_threshold) for s in against}
     if report_path:
-        from dermjax.io import write_json
+        from dermjax.core.io import write_json
 
         write_json(report_path, reports)
     bad = {name: r for name, r in reports.items() if r["counts"]["any"]}

@@ -25,7 +25,7 @@ from dermjax.data import augment
 from dermjax.data.shards import ShardReader, expected_counts, shard_paths
 from dermjax.data.splits import keeps_notes
 from dermjax.data.tokenizer import Tokenizer
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 ON_BAD_EXAMPLE = ("error", "skip")
 # A run of this many unreadable records in a row means a broken shard, not a stray bad image.

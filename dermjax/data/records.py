@@ -18,7 +18,7 @@ import msgpack
 import numpy as np
 from PIL import Image
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.notes.ontology import GROUP_INDEX
 
 SCHEMA_VERSION = 1

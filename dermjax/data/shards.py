@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from dermjax.data import records as records_lib
 from dermjax.data.splits import split_of
-from dermjax.errors import DermjaxError
-from dermjax.io import atomic_path, read_json, sha256_file, write_json
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import atomic_path, read_json, sha256_file, write_json
 from dermjax.notes.ontology import DIAGNOSIS_GROUPS
 
 MANIFEST = "manifest.json"

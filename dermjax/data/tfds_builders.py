@@ -22,7 +22,7 @@ from tensorflow_datasets.core.utils import py_utils
 
 from dermjax.data import records as records_lib
 from dermjax.data.splits import split_of
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.notes.ontology import EVAL_CLASSES
 
 HAM_CITATION = """@article{tschandl2018ham10000,

@@ -12,8 +12,8 @@ from typing import Iterable
 import numpy as np
 import sentencepiece as spm
 
-from dermjax.errors import DermjaxError
-from dermjax.io import write_bytes
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import write_bytes
 
 PAD_ID, UNK_ID, EOS_ID = 0, 1, 2
 

@@ -20,8 +20,8 @@ from typing import Callable
 
 from dermjax.data import shards, splits
 from dermjax.data.sources import SOURCES, manifest as manifest_source
-from dermjax.errors import DermjaxError
-from dermjax.io import read_json
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import read_json
 from dermjax.notes.ontology import EVAL_CLASSES, GROUP_INDEX
 
 PROMPTS_DIR = os.path.join(os.path.dirname(__file__), "prompts")

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from dermjax.data import augment
 from dermjax.data.tokenizer import Tokenizer
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.eval import metrics
 from dermjax.eval.benchmarks import Benchmark
-from dermjax.io import atomic_path, write_json
+from dermjax.core.io import atomic_path, write_json
 from dermjax.core import sharding
 from dermjax.train.checkpoint import restore_workdir
 

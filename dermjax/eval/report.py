@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from dermjax.io import atomic_path
+from dermjax.core.io import atomic_path
 
 COLUMNS = ("benchmark", "n", "weighted_f1", "accuracy", "balanced_accuracy", "macro_auroc", "macro_f1",
            "fitzpatrick_gap_accuracy", "p_at_5", "p_at_10", "map", "r_at_1", "r_at_10",

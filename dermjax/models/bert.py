@@ -16,8 +16,8 @@ import os
 import jax.numpy as jnp
 from flax import nnx
 
-from dermjax.errors import DermjaxError
-from dermjax.io import read_json
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import read_json
 from dermjax.models.transformer import (HeadMerge, HeadProjection, activation, attend, dense, layer_norm, mlp,
                                         padding_bias, run_layers, stack_layers)
 

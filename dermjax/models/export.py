@@ -22,8 +22,8 @@ from flax import nnx
 
 from dermjax.data import tokenizer as tokenizer_lib
 from dermjax.core.paths import layout_of, param_path
-from dermjax.errors import DermjaxError
-from dermjax.io import read_json, sha256_file, write_json
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import read_json, sha256_file, write_json
 from dermjax.models import layout, pretrained, two_towers
 from dermjax.models.tensor_files import read_safetensors, write_safetensors
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.models import bert
 from dermjax.models.export_timm import Taken
 

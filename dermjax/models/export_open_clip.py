@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.models import vit
 from dermjax.models.export_timm import Taken
 

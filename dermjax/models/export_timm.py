@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.models import vit
 
 # dermjax GELU form -> timm's act_layer name

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from dermjax.core.paths import layout_of, param_path
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.models import layout
 from dermjax.models.tensor_files import read_tensors
 

@@ -11,8 +11,8 @@ import struct
 import ml_dtypes
 import numpy as np
 
-from dermjax.errors import DermjaxError
-from dermjax.io import atomic_path
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import atomic_path
 
 # safetensors dtype names <-> numpy dtypes.
 SAFETENSORS_DTYPES = {

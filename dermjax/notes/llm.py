@@ -28,8 +28,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from dermjax.errors import DermjaxError, TemporaryError
-from dermjax.io import write_json
+from dermjax.core.errors import DermjaxError, TemporaryError
+from dermjax.core.io import write_json
 from dermjax.notes import ontology as O
 from dermjax.notes.verify import finding_state, known_fields
 

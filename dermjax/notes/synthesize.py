@@ -30,8 +30,8 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
-from dermjax.errors import DermjaxError
-from dermjax.io import read_json, sha256_file, write_json, write_jsonl
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import read_json, sha256_file, write_json, write_jsonl
 from dermjax.notes import llm as llm_lib
 from dermjax.notes import styles as styles_lib
 from dermjax.notes.verify import known_fields, verify

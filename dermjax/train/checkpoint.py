@@ -25,7 +25,7 @@ from etils import epath
 from flax import nnx
 
 from dermjax.core.paths import layout_of
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.models import layout
 
 

@@ -134,7 +134,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     import os
 
     from dermjax.core.sharding import mesh_shape
-    from dermjax.errors import DermjaxError
+    from dermjax.core.errors import DermjaxError
 
     def positive(key: str, value, zero_ok: bool = False):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and not zero_ok):

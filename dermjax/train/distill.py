@@ -28,7 +28,7 @@ import optax
 from flax import nnx
 
 from dermjax.data import pipeline, shards
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.models.transformer import dense
 from dermjax.core import sharding
 from dermjax.train import checkpoint, contrastive, loop

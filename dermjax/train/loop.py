@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from dermjax.data import pipeline, shards
 from dermjax.data.tokenizer import Tokenizer, open_tokenizer, workdir_name
-from dermjax.errors import DermjaxError
-from dermjax.io import sha256_file, write_bytes
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import sha256_file, write_bytes
 from dermjax.core import sharding
 from dermjax.train import defaults, state as state_lib, text_cache, towers, watchdog
 from dermjax.train.checkpoint import Checkpointer

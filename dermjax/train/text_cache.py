@@ -21,8 +21,8 @@ import numpy as np
 from flax import nnx
 
 from dermjax.data import shards
-from dermjax.errors import DermjaxError
-from dermjax.io import atomic_path
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import atomic_path
 from dermjax.core import sharding
 
 

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 
-from dermjax.errors import EXIT_TEMPORARY, DermjaxError
+from dermjax.core.errors import EXIT_TEMPORARY, DermjaxError
 
 EXIT_LOST = EXIT_TEMPORARY  # 75: a peer was lost or a step hung; rerunning resumes from the checkpoint
 PREFIX = "dermjax/watchdog/"

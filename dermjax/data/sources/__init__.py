@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.data.sources import (
     bcn20000, ddi, derm7pt, derm12345, dermnet, fitzpatrick17k, fluo_sc, ham10000, hiba, isic2019,
     isic2020, manifest, milk10k, mra_midas, msk, pad_ufes_20, ph2, scin, sd198, skinl2, synthetic)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.data.sources._csv import blank
 from dermjax.notes.ontology import BODY_SITES, DIAGNOSIS_GROUPS, DIAGNOSIS_TERMS, MALIGNANCY, SITE_TERMS
 

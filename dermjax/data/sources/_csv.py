@@ -9,7 +9,7 @@ import io
 import os
 import re
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 # The csv module ends a record at \r\n, \n or a lone \r; line numbers count the same breaks.
 _BREAK = re.compile(rb"\r\n|\r|\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from dermjax.data.sources._common import IMAGE_EXTENSIONS, diagnosis_of, make_record
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 SPLIT_FOLDERS = {"train": "train", "training": "train", "test": "test", "testing": "test",
                  "val": "val", "valid": "val", "validation": "val"}

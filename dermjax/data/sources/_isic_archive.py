@@ -17,7 +17,7 @@ from dermjax.data.sources._common import (
     AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, ISIC_SITE, age_of, diagnosis_in, fitzpatrick_of,
     image_index, make_record, sex_of, site_of, text)
 from dermjax.data.sources._csv import read_table
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 CSV_NAMES = ("metadata.csv", "challenge-metadata.csv")
 LEVELS = ("diagnosis_5", "diagnosis_4", "diagnosis_3", "diagnosis_2", "diagnosis")

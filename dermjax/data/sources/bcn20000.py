@@ -14,7 +14,7 @@ from dermjax.data.sources._common import (
     AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, ISIC_SITE, age_of, diagnosis_in, image_index,
     make_record, sex_of, site_of, text)
 from dermjax.data.sources._csv import read_table
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 CSV_NAMES = ("bcn20000_metadata.csv", "BCN20000_metadata.csv", "metadata.csv")
 ID_COLUMNS = ("bcn_filename", "isic_id")

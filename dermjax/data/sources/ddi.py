@@ -14,7 +14,7 @@ import os
 
 from dermjax.data.sources._common import bool_of, diagnosis_in, image_index, make_record, text
 from dermjax.data.sources._csv import read_rows
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 CSV = "ddi_metadata.csv"
 REQUIRED = ("DDI_file", "skin_tone", "malignant", "disease")

@@ -16,7 +16,7 @@ import os
 from dermjax.data.sources._common import (
     AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, diagnosis_in, image_index, make_record, text)
 from dermjax.data.sources._csv import read_table
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 SPLIT_FILES = {"train": "derm12345_metadata_train.csv", "test": "derm12345_metadata_test.csv"}
 ONE_FILE = "metadata.csv"

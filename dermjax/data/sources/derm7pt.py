@@ -14,7 +14,7 @@ import os
 from dermjax.data.sources._common import (
     BCC, DF, MEL, NEV, OTHER, SK, VASC, existing, make_record, number_of, sex_of, site_of, text)
 from dermjax.data.sources._csv import blank, read_rows
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 META = os.path.join("meta", "meta.csv")
 REQUIRED = ("case_num", "diagnosis", "seven_point_score", "pigment_network", "streaks",

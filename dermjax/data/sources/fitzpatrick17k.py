@@ -16,7 +16,7 @@ import os
 from dermjax.data.sources._common import (
     AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, fitzpatrick_of, image_index, make_record, text)
 from dermjax.data.sources._csv import read_rows
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 CSV = "fitzpatrick17k.csv"
 REQUIRED = ("md5hash", "fitzpatrick_scale", "label", "nine_partition_label", "three_partition_label")

@@ -13,7 +13,7 @@ from dermjax.data.sources._common import (
     MEL, NEV, OTHER, SK, ISIC_SITE, age_of, diagnosis_in, image_index, make_record, sex_of,
     site_of, text)
 from dermjax.data.sources._csv import read_rows
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 GROUND_TRUTH = "ISIC_2020_Training_GroundTruth.csv"
 REQUIRED = ("image_name", "patient_id", "sex", "age_approx", "anatom_site_general_challenge",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 from dermjax.data.sources._common import age_of, fitzpatrick_of
 from dermjax.data.sources._csv import blank, read_rows
 from dermjax.notes.ontology import DIAGNOSIS_GROUPS, MALIGNANCY

@@ -14,7 +14,7 @@ from dermjax.data.sources._common import (
     AK, BCC, DF, MEL, NEV, OTHER, SCC, SK, VASC, age_of, existing, make_record, number_of, one_hot,
     sex_of, site_of, text)
 from dermjax.data.sources._csv import read_rows
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 GROUND_TRUTH = "MILK10k_Training_GroundTruth.csv"
 METADATA = "MILK10k_Training_Metadata.csv"

@@ -18,7 +18,7 @@ from dermjax.data.sources._common import (
     BCC, MEL, NEV, SCC, age_of, bool_of, diagnosis_in, fitzpatrick_of, image_index, make_record,
     sex_of, text)
 from dermjax.data.sources._csv import Row, read_table
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 TABLES = ("release_midas.csv", "midas.csv", "release_midas.xlsx")
 WORDS = {"bcc": (BCC, "basal cell carcinoma", None), "scc": (SCC, "squamous cell carcinoma", None),

@@ -16,7 +16,7 @@ from dermjax.data.sources._common import (
     AK, BCC, MEL, NEV, SCC, SK, age_of, bool_of, fitzpatrick_of, image_index, make_record,
     number_of, sex_of, site_of, text)
 from dermjax.data.sources._csv import read_rows
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 CSV = "metadata.csv"
 REQUIRED = ("patient_id", "lesion_id", "age", "gender", "fitspatrick", "region", "diagnostic",

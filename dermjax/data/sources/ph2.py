@@ -13,7 +13,7 @@ import re
 
 from dermjax.data.sources._common import MEL, NEV, existing, make_record, text
 from dermjax.data.sources._csv import read_lines
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 TABLE = "PH2_dataset.txt"
 IMAGES = "PH2 Dataset images"

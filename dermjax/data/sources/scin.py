@@ -16,7 +16,7 @@ import os
 
 from dermjax.data.sources._common import diagnosis_in, existing, fitzpatrick_of, make_record, sex_of, text
 from dermjax.data.sources._csv import read_table
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 CASES = "scin_cases.csv"
 LABELS = "scin_labels.csv"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from dermjax.data.sources._common import IMAGE_EXTENSIONS, diagnosis_of, make_record
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 
 def load(root: str) -> list[dict]:

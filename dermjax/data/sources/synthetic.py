@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from dermjax.errors import DermjaxError
-from dermjax.io import read_jsonl
+from dermjax.core.errors import DermjaxError
+from dermjax.core.io import read_jsonl
 
 
 def load(root: str) -> list[dict]:

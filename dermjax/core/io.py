@@ -8,7 +8,7 @@ import os
 import tempfile
 from typing import Iterable, Iterator
 
-from dermjax.errors import DermjaxError
+from dermjax.core.errors import DermjaxError
 
 
 @contextlib.contextmanager

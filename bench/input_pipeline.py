@@ -51,7 +51,8 @@ def cpu_seconds(proc) -> float:
 
 
 def prepare_shards(data_root: str, out: str) -> str:
-    from dermjax.data import shards, tokenizer
+    from dermjax.core import tokenizer
+    from dermjax.data import shards
     from dermjax.data.sources import load_records
     from dermjax.notes.synthesize import synthesize
 
@@ -222,7 +223,7 @@ def main():
 
     flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
     from dermjax.data import shards as shards_lib
-    from dermjax.data.tokenizer import Tokenizer
+    from dermjax.core.tokenizer import Tokenizer
 
     ham = os.path.join(a.data_root, "ham10000")
     if not os.path.isfile(os.path.join(ham, "HAM10000_metadata.csv")):

@@ -22,9 +22,9 @@ import sys
 import time
 
 from dermjax.data.sources import load_records
-from dermjax.notes import verify as verify_mod
+from dermjax.notes import claims as verify_mod
 from dermjax.notes.styles import narrative_note, template_note
-from dermjax.notes.verify import verify
+from dermjax.notes import verify
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ROOT = os.path.join(HERE, "..", "..", "shared", "data")

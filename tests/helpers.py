@@ -58,7 +58,8 @@ def tiny_notes(records: list[dict]) -> dict[str, list[dict]]:
 
 def tiny_shard_dir(root, n: int, num_shards: int = 2, patients: int | None = None) -> tuple[str, list[dict]]:
     """Shards + a SentencePiece tokenizer for `tiny_records`; returns (shard folder, records)."""
-    from dermjax.data import shards, tokenizer
+    from dermjax.core import tokenizer
+    from dermjax.data import shards
 
     recs = tiny_records(os.path.join(str(root), "images"), n=n, patients=patients)
     out = os.path.join(str(root), "shards")

@@ -12,7 +12,6 @@ from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
-from dermjax.core.errors import DermjaxError
 from dermjax.models import two_towers
 from dermjax.train import defaults
 

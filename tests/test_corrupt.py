@@ -8,7 +8,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from dermjax.data import pipeline, shards, tokenizer
+from dermjax.core import tokenizer
+from dermjax.data import pipeline, shards
 from dermjax.core.errors import DermjaxError
 from tests.helpers import tiny_notes, tiny_records
 

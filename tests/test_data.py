@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from dermjax.data import pipeline, records as records_lib, shards, splits, tokenizer
+from dermjax.core import tokenizer
+from dermjax.data import pipeline, records as records_lib, shards, splits
 from dermjax.data.sources import load_records
 from dermjax.core.errors import DermjaxError
 from dermjax.core.io import sha256_file

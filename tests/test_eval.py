@@ -201,7 +201,7 @@ def test_manifest_benchmark_writes_the_three_outputs(trained, tmp_path):
             for i, r in enumerate(recs)]
     manifest = write_csv(str(tmp_path / "m" / "manifest.csv"), ["image_path", "label", "fitzpatrick", "modality"], rows)
     out = tmp_path / "out"
-    p = run("dermjax.eval", "--workdir", train, "--manifest", manifest, "--name", "byo", "--out", str(out),
+    p = run("dermjax.cli.evaluate", "--workdir", train, "--manifest", manifest, "--name", "byo", "--out", str(out),
             "--bootstrap", "200")
     assert "report:" in p.stdout
     r = json.load(open(out / "byo.json"))
@@ -328,15 +328,14 @@ def test_embedder_on_a_model_parallel_mesh_loads_each_image_once(trained):
 
     from dermjax.eval.evaluate import Embedder
     from dermjax.core import sharding
-    from dermjax.train import checkpoint
+    from dermjax.models.restore import restore_model
 
     w, train, recs = trained
     items = [r["image_path"] for r in recs[:21]]
     out = {}
     for name, mesh in (("one", sharding.make_mesh({"data": 1}, jax.devices()[:1])),
                        ("2x2x2", sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2}))):
-        cfg, tok, graphdef, state, step = checkpoint.restore_workdir(train, mesh)
-        emb = Embedder.from_train_state(graphdef, state, cfg, tok, mesh, step, batch_size=8)
+        emb = Embedder.from_restored(restore_model(train, mesh), mesh, batch_size=8)
         loads = []
         load = emb.load_image
         emb.load_image = lambda x: loads.append(x) or load(x)

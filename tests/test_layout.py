@@ -13,8 +13,11 @@ from flax import nnx
 from dermjax.core import sharding
 from dermjax.core.paths import layout_of
 from dermjax.eval.evaluate import Embedder
-from dermjax.models import layout, two_towers
-from dermjax.train import checkpoint, state as state_lib
+from dermjax.core import layout
+from dermjax.models import two_towers
+from dermjax.core import checkpoint
+from dermjax.models.restore import restore_model
+from dermjax.train import state as state_lib
 
 LEGACY = os.path.join(os.path.dirname(__file__), "data", "legacy_v1_workdir")
 
@@ -58,7 +61,7 @@ def test_legacy_train_state_with_optimizer_converts_for_resume(tmp_path):
     """The whole train state (parameters and AdamW moments) converts, e.g. to resume training."""
     work = str(tmp_path / "legacy")
     shutil.copytree(LEGACY, work)
-    cfg, tok, _, params_only, step = checkpoint.restore_workdir(work, sharding.make_mesh({"data": -1}))
+    _, tok, _, params_only, step = restore_model(work, sharding.make_mesh({"data": -1}))
     import json
     with open(os.path.join(work, "config.json")) as f:
         cfg = ml_collections.ConfigDict(json.load(f))
@@ -69,12 +72,12 @@ def test_legacy_train_state_with_optimizer_converts_for_resume(tmp_path):
         full = ckpt.restore(step, abstract)
     finally:
         ckpt.close()
-    model, opt = nnx.to_pure_dict(full[0]), nnx.to_pure_dict(full[1])
+    model, opt = nnx.to_pure_dict(full["model"]), nnx.to_pure_dict(full["opt"])
     kernel = model["image"]["encoder"]["blocks"]["attn"]["qkv"]["kernel"]
     assert kernel.shape == (2, 32, 3, 2, 16) and kernel.sharding.spec == sharding.logical_to_mesh(
         ("layers", "embed", None, "heads", "head_dim"))
     np.testing.assert_array_equal(np.asarray(kernel), np.asarray(
-        nnx.to_pure_dict(params_only[0])["image"]["encoder"]["blocks"]["attn"]["qkv"]["kernel"]))
+        nnx.to_pure_dict(params_only)["image"]["encoder"]["blocks"]["attn"]["qkv"]["kernel"]))
     keystr = jax.tree_util.keystr
     mu = {keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(opt)
           if "mu" in keystr(p) and "'image'" in keystr(p) and "qkv" in keystr(p) and "kernel" in keystr(p)}

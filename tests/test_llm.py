@@ -17,11 +17,10 @@ import pytest
 
 from dermjax.data.sources import load_records
 from dermjax.core.errors import DermjaxError
-from dermjax.notes import llm
+from dermjax.notes import finding_state, known_fields, llm, verify
 from dermjax.notes import synthesize as synth
 from dermjax.notes.ontology import FINDING_LABELS
 from dermjax.notes.styles import template_note
-from dermjax.notes.verify import finding_state, known_fields, verify
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "test-key"

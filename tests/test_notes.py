@@ -1,6 +1,7 @@
 """Note synthesis (dermjax.notes.styles) and hallucination checks (dermjax.notes.verify)."""
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
@@ -8,15 +9,15 @@ import random
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
 import dermjax.notes
+from dermjax.notes import VerifyResult, Violation, claims, known_fields, rules, verify
 from dermjax.notes import ontology as O
-from dermjax.notes import verify as verify_module
 from dermjax.notes.styles import make_note, narrative_note, report_note, template_note
-from dermjax.notes.verify import VerifyResult, Violation, known_fields, verify
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("DERMJAX_DATA_ROOT", REPO.parent / "shared" / "data"))
@@ -355,7 +356,7 @@ def test_clause_cache_does_not_leak_between_records():
     # For another record "cafe au lait" is also a diagnosis outside the vocabulary: unlisted.
     other_record = [("findings.elevation", "unsupported"), ("other", "unsupported")]
     assert [(v.field, v.kind) for v in verify(mel, note).violations] == other_record
-    verify_module._CLAUSE_CACHE.clear()
+    claims.clear_clause_cache()
     assert [(v.field, v.kind) for v in verify(mel, note).violations] == other_record
     assert verify(cafe, note).ok
 
@@ -505,13 +506,37 @@ def test_ages_in_words_and_decades():
         assert [v.field for v in verify(rec, note).violations] == ["age"], note
 
 
-def test_callable_module_and_attribute_forms():
-    rec, note = {"sex": "male"}, "She has a lesion."
-    from dermjax.notes import verify as verify_module
-    assert verify_module.verify(rec, note) == verify_module(rec, note) == dermjax.notes.verify(rec, note)
-    assert not dermjax.notes.verify(rec, note).ok
+def test_package_verify_is_a_plain_function():
+    rec = {"sex": "male"}
+    assert isinstance(dermjax.notes.verify, types.FunctionType) and dermjax.notes.verify is rules.verify
+    assert not dermjax.notes.verify(rec, "She has a lesion.").ok
     assert dermjax.notes.verify(rec, "He has a lesion.").ok
     assert dermjax.notes.Violation is Violation and dermjax.notes.make_note is make_note
+    # In a fresh interpreter: importing the package loads neither the command-line module nor,
+    # until first use, the verifier.
+    code = ("import sys, dermjax.notes\n"
+            "assert 'dermjax.notes.verify' not in sys.modules and 'dermjax.notes.rules' not in sys.modules\n"
+            "rec = {'diagnosis': 'melanoma', 'diagnosis_group': 'melanoma', 'sex': 'female'}\n"
+            "assert dermjax.notes.verify(rec, 'Diagnosis: melanoma. She is well.').ok\n"
+            "bad = dermjax.notes.verify(rec, 'A man with a nevus.')\n"
+            "assert not bad.ok and {v.field for v in bad.violations} == {'sex', 'diagnosis_group'}\n"
+            "assert 'dermjax.notes.verify' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_no_dermjax_module_imports_the_command_line_module():
+    """Importing the submodule dermjax.notes.verify sets it as the package attribute, replacing
+    the function dermjax.notes.verify; library code imports the function instead. (Layering and
+    cycles: tests/test_layering.py.)"""
+    users = []
+    for path in sorted((REPO / "dermjax").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            if "dermjax.notes.verify" in names:
+                users.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert users == []
 
 
 # ---------------------------------------------------------------------------------------------

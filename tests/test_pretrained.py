@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from dermjax.data.tokenizer import WordPieceTokenizer
+from dermjax.core.tokenizer import WordPieceTokenizer
 from dermjax.models import bert, pretrained, two_towers, vit
 from dermjax.models.tensor_files import write_safetensors
 from tests.helpers import torchvision_free
@@ -166,7 +166,7 @@ def _big_vision_siglip_npz(path, d=64, depth=2, heads=4, mlp=128, patch=8, size=
 def test_big_vision_siglip_npz_matches_timms_reader(tmp_path):
     """timm reads big_vision .npz checkpoints itself: the same file through both must agree."""
     torchvision_free()
-    timm = pytest.importorskip("timm")
+    pytest.importorskip("timm")
     from timm.models.vision_transformer import VisionTransformer, _load_weights
 
     path = os.path.join(str(tmp_path), "siglip.npz")

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from dermjax.data import synthetic
+from dermjax.data.synthetic import writer
 from dermjax.notes import ontology
 
 SEED = 0
@@ -35,7 +36,7 @@ def test_same_index_and_seed_give_identical_bytes_in_any_order():
         assert img.dtype == np.uint8 and img.shape == (96, 96, 3)
         assert img.tobytes() == first[i][0].tobytes()
         assert json.dumps(rec, sort_keys=True) == json.dumps(first[i][1], sort_keys=True)
-        assert synthetic._encode_jpeg(img) == synthetic._encode_jpeg(first[i][0])
+        assert writer._encode_jpeg(img) == writer._encode_jpeg(first[i][0])
 
 
 def test_different_seed_or_index_gives_a_different_case():
@@ -253,18 +254,18 @@ def test_write_dataset_files_and_reuse(tmp_path, capsys):
 def test_interrupted_write_is_not_taken_as_complete(tmp_path, monkeypatch):
     out = str(tmp_path / "syn")
     synthetic.write_dataset(out, 8, seed=4, image_size=32, progress=False)
-    real = synthetic._make_one
+    real = writer._make_one
 
     def dies_midway(job):
         if job[0] == 5:
             raise KeyboardInterrupt
         return real(job)
 
-    monkeypatch.setattr(synthetic, "_make_one", dies_midway)
+    monkeypatch.setattr(writer, "_make_one", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         synthetic.write_dataset(out, 12, seed=4, image_size=32, progress=False)
     assert not os.path.exists(os.path.join(out, "synthetic.json"))
-    monkeypatch.setattr(synthetic, "_make_one", real)
+    monkeypatch.setattr(writer, "_make_one", real)
     assert synthetic.write_dataset(out, 12, seed=4, image_size=32, progress=False)["reused"] is False
     assert synthetic.write_dataset(out, 12, seed=4, image_size=32, progress=False)["reused"] is True
 
@@ -286,7 +287,7 @@ def test_jpeg_keeps_thin_red_vessels():
     assert rec["findings"]["vascular_structures"] == "arborizing"
     vessel = (img[..., 0].astype(np.int32) - img[..., 1]) > 80
     assert vessel.sum() > 20
-    ours = np.asarray(Image.open(io.BytesIO(synthetic._encode_jpeg(img))), np.float32)
+    ours = np.asarray(Image.open(io.BytesIO(writer._encode_jpeg(img))), np.float32)
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, "JPEG", quality=95, subsampling=2)
     subsampled = np.asarray(Image.open(buf), np.float32)

@@ -13,7 +13,7 @@ from flax import nnx
 
 from configs.quickstart import get_config
 from dermjax.cli import export as export_cli
-from dermjax.data.tokenizer import PAD_ID, WordPieceTokenizer
+from dermjax.core.tokenizer import PAD_ID, WordPieceTokenizer
 from dermjax.core.errors import DermjaxError
 from dermjax.eval.evaluate import Embedder
 from dermjax.models import export

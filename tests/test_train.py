@@ -11,10 +11,10 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from configs.quickstart import get_config
-from dermjax.data import tokenizer
+from dermjax.core import tokenizer
 from dermjax.core import sharding
 from dermjax.train import contrastive, losses, state as state_lib
-from dermjax.train.checkpoint import Checkpointer
+from dermjax.core.checkpoint import Checkpointer
 from tests.helpers import kill_after_a_checkpoint_and_rerun, tiny_shard_dir
 
 
@@ -31,7 +31,7 @@ def test_logical_rules_place_params_on_mesh():
     cfg = get_config("tiny")
     mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     _, state, _ = state_lib.create_state(cfg, 50, mesh)
-    model_state = state[0]
+    model_state = state["model"]
     qkv = model_state["image"]["encoder"]["blocks"]["attn"]["qkv"]["kernel"][...]
     # [layers, width, q/k/v, heads, head_dim]: width over fsdp, heads over tensor
     assert qkv.sharding.spec == P(None, "fsdp", None, "tensor", None)
@@ -52,8 +52,10 @@ def _dense_clip_reference(img, txt, scale):
 
 def test_losses_match_references():
     rng = np.random.default_rng(0)
-    img = rng.normal(size=(12, 8)); img /= np.linalg.norm(img, axis=1, keepdims=True)
-    txt = rng.normal(size=(12, 8)); txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    img = rng.normal(size=(12, 8))
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt = rng.normal(size=(12, 8))
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
     got = losses.clip_loss(jnp.asarray(img), jnp.asarray(txt), 2.0)
     np.testing.assert_allclose(got, _dense_clip_reference(img, txt, 2.0), rtol=1e-5)
     logits = np.exp(1.5) * img @ txt.T - 3.0
@@ -86,7 +88,7 @@ def _final_params(workdir, cfg):
     ck = Checkpointer(workdir, async_save=False)
     state = ck.restore(ck.latest_step(), abstract)
     ck.close()
-    return jax.tree.map(np.asarray, nnx.to_pure_dict(state[0]))
+    return jax.tree.map(np.asarray, nnx.to_pure_dict(state["model"]))
 
 
 def test_train_resume_after_interruption_is_exact(shard_dir, tmp_path):
@@ -174,7 +176,7 @@ def test_same_loss_on_every_mesh_shape(shard_dir):
         step = contrastive.make_train_step(graphdef, cfg.loss, shardings, sharding.batch_sharding(mesh))
         for _ in range(2):
             state, metrics = step(state, sharding.global_batch(batch, mesh))
-        results.append((float(metrics["loss"]), np.asarray(nnx.to_pure_dict(state[0])["image_proj"]["kernel"])))
+        results.append((float(metrics["loss"]), np.asarray(nnx.to_pure_dict(state["model"])["image_proj"]["kernel"])))
     for loss, kernel in results[1:]:
         np.testing.assert_allclose(loss, results[0][0], rtol=1e-5)
         np.testing.assert_allclose(kernel, results[0][1], rtol=1e-4, atol=1e-6)
@@ -186,8 +188,8 @@ def test_parameter_groups_freeze_a_tower_and_scale_lr(shard_dir):
     mesh = sharding.make_mesh({"data": 8})
     tok = tokenizer.Tokenizer(cfg.data.tokenizer, cfg.model.text.max_len)
     graphdef, state, shardings = state_lib.create_state(cfg, tok.vocab_size, mesh)
-    before = jax.tree.map(np.asarray, nnx.to_pure_dict(state[0]))
-    labels = state_lib.group_labels(nnx.to_pure_dict(state[0]), cfg.optimizer.groups)
+    before = jax.tree.map(np.asarray, nnx.to_pure_dict(state["model"]))
+    labels = state_lib.group_labels(nnx.to_pure_dict(state["model"]), cfg.optimizer.groups)
     assert labels["image"]["encoder"]["blocks"]["attn"]["qkv"]["kernel"] == "frozen"
     assert labels["text_proj"]["kernel"] == "group1" and labels["text"]["pos"] == "default"
     from dermjax.data import pipeline
@@ -196,7 +198,7 @@ def test_parameter_groups_freeze_a_tower_and_scale_lr(shard_dir):
     step = contrastive.make_train_step(graphdef, cfg.loss, shardings, sharding.batch_sharding(mesh))
     for _ in range(3):
         state, _ = step(state, sharding.global_batch(batch, mesh))
-    after = jax.tree.map(np.asarray, nnx.to_pure_dict(state[0]))
+    after = jax.tree.map(np.asarray, nnx.to_pure_dict(state["model"]))
     for a, b in zip(jax.tree.leaves(before["image"]), jax.tree.leaves(after["image"])):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(before["text"]["pos"], after["text"]["pos"])
@@ -333,18 +335,19 @@ def test_multi_process_stop_check_is_not_a_per_step_host_sync(monkeypatch):
 
 
 def test_evaluation_restores_the_parameters_only(shard_dir, tmp_path):
-    """restore_workdir (dermjax-eval, a distillation teacher) reads the model part of the train
-    state; the AdamW moments stay on disk, abstract in the returned state."""
-    from dermjax.train import checkpoint
+    """restore_model (dermjax-eval, a distillation teacher) reads the model part of the train
+    state, as saved; the AdamW moments stay on disk."""
+    from dermjax.models.restore import restore_model
 
     cfg = _cfg(shard_dir)
     work = str(tmp_path / "w")
     contrastive.train(cfg, work)
-    _, _, _, state, step = checkpoint.restore_workdir(work, sharding.make_mesh({"data": -1}))
-    assert step == 6
-    model, opt = jax.tree.leaves(state[0]), jax.tree.leaves(state[1])
+    restored = restore_model(work, sharding.make_mesh({"data": -1}))
+    assert restored.step == 6
+    model = jax.tree.leaves(restored.state)
     assert model and all(isinstance(x, jax.Array) for x in model)
-    assert opt and all(isinstance(x, jax.ShapeDtypeStruct) for x in opt)
+    assert set(nnx.to_pure_dict(restored.state)) == {"image", "text", "image_proj", "text_proj",
+                                                      "logit_scale", "logit_bias"}
     full = _final_params(work, cfg)
     for x, y in zip(jax.tree.leaves(full), model):
         np.testing.assert_array_equal(x, np.asarray(y))

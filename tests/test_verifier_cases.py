@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from dermjax.notes import ontology as O
-from dermjax.notes.verify import verify
+from dermjax.notes import verify
 
 CASES_PATH = Path(__file__).parent / "data" / "verifier_cases.jsonl"
 RECORD_FIELDS = ("diagnosis", "diagnosis_group", "malignancy", "age", "sex", "body_site", "fitzpatrick",
                  "modality", "confirmation")
-# Every rule of docs/formats.md sections 2-5 and every reading decision of verify.py, each with at
+# Every rule of docs/formats.md sections 2-5 and every reading decision of the verifier, each with at
 # least one faithful and one unfaithful note.
 RULES = ("synonym", "abbreviation", "subtype", "negation", "site", "negated-site", "ambiguous-site",
          "pronoun", "sex", "negated-sex", "unknown", "absent", "age", "age-range", "negated-age",

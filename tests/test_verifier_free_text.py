@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from dermjax.notes.verify import verify
+from dermjax.notes import verify
 
 HERE = Path(__file__).parent / "data" / "verifier_set"
 FIELDS = {"diagnosis", "diagnosis_group", "malignancy", "age", "sex", "body_site", "fitzpatrick", "modality",

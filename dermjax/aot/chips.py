@@ -61,7 +61,7 @@ class Target:
 
 def target(topology: str) -> Target:
     """The compile-only devices of a named topology."""
-    from jax.experimental import topologies
+    from jax.experimental import topologies  # loads the accelerator plugins: only when asked for
 
     m, g = _TPU.match(topology), _GPU.match(topology)
     if not m and not g:
@@ -94,7 +94,7 @@ def available_bytes(t: Target) -> float:
     if t.platform != "tpu":
         with open(_GPU_CONFIG) as f:
             return float(re.search(r"device_memory_size:\s*(\d+)", f.read()).group(1))
-    import jax
+    import jax  # as in target()
     import jax.numpy as jnp
 
     mesh = jax.sharding.Mesh(np.array(t.devices[:1]), ("x",))

@@ -17,9 +17,14 @@ import ml_collections
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dermjax.core import sharding
+from dermjax.core import checkpoint, sharding
 from dermjax.core.errors import DermjaxError
+from dermjax.core.tokenizer import open_tokenizer
+from dermjax.core.train_state import MODEL
+from dermjax.eval import benchmarks, evaluate
 from dermjax.models import two_towers
+from dermjax.notes.ontology import EVAL_CLASSES
+from dermjax.train import contrastive, distill, state as state_lib
 
 TRAINERS = ("contrastive", "distill")
 # Rows of one evaluator batch before rounding up to the device count (evaluate.Embedder's default).
@@ -66,18 +71,10 @@ def _param_stats(state, mesh) -> dict:
     return {"count": count, "bytes": nbytes, "fsdp_sharded_bytes": sharded, "fsdp_sharded_count": sharded_count}
 
 
-def _abstract(cfg, vocab_size: int, mesh):
-    from dermjax.train import state as state_lib
-
-    return state_lib.abstract_state(cfg, vocab_size, mesh)
-
-
 def _vocab_size(cfg, default: int) -> int:
     default = int(cfg.model.get("vocab_size") or 0) or default
     path = cfg.data.get("tokenizer") or ""
     if path and os.path.isfile(path):
-        from dermjax.data.tokenizer import open_tokenizer
-
         return open_tokenizer(path, int(cfg.model.text.max_len)).vocab_size
     return default
 
@@ -96,19 +93,15 @@ def train_step(cfg: ml_collections.ConfigDict, devices, vocab_size: int = 32000)
                            f"(mesh {dict(mesh.shape)})")
     if trainer == "distill":
         return _distill_step(cfg, mesh, vocab_size)
-    from dermjax.train import contrastive
-
-    graphdef, abstract, shardings = _abstract(cfg, vocab_size, mesh)
+    graphdef, abstract, shardings = state_lib.abstract_state(cfg, vocab_size, mesh)
     fn = contrastive.make_train_step(graphdef, cfg.loss, shardings, sharding.batch_sharding(mesh),
                                      cfg.get("label_aware", False))
-    return Program("train_step", fn, (abstract, _batch(mesh, batch, cfg)), mesh, _param_stats(abstract[0], mesh))
+    return Program("train_step", fn, (abstract, _batch(mesh, batch, cfg)), mesh, _param_stats(abstract[MODEL], mesh))
 
 
 def _teacher_config(cfg) -> ml_collections.ConfigDict:
     """The teacher's model config: from the workdir distill.teacher names when it is here, else
     the student's own model (a same-size teacher)."""
-    from dermjax.train import checkpoint
-
     if cfg.distill.get("teacher"):
         workdir, _ = checkpoint.resolve(cfg.distill.teacher)
         path = os.path.join(workdir, "config.json")
@@ -119,18 +112,11 @@ def _teacher_config(cfg) -> ml_collections.ConfigDict:
 
 
 def _distill_step(cfg, mesh, vocab_size: int) -> Program:
-    from dermjax.eval import benchmarks
-    from dermjax.notes.ontology import EVAL_CLASSES
-    from dermjax.train import distill
-
     cfg = ml_collections.ConfigDict(cfg.to_dict())
     tcfg = _teacher_config(cfg)
     cfg.distill.teacher_embed_dim = int(tcfg.embed_dim)
-    graphdef, abstract, shardings = _abstract(cfg, vocab_size, mesh)
-    teacher = nnx.eval_shape(lambda: two_towers.build(tcfg, vocab_size, nnx.Rngs(0)))
-    tgraph, tstate = nnx.split(teacher)
-    tshard = sharding.state_shardings(tstate, mesh)
-    tstate = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tstate, tshard)
+    graphdef, abstract, shardings = state_lib.abstract_state(cfg, vocab_size, mesh, distill.add_heads)
+    tgraph, tstate, tshard = two_towers.abstract(tcfg, vocab_size, mesh)
     prompts = benchmarks.load_prompts(cfg.distill.get("prompts") or None)
     classes = list(EVAL_CLASSES)
     n_texts = sum(len(prompts["templates"]) * len(prompts["classnames"].get(c, [c])) for c in classes)
@@ -149,7 +135,7 @@ def _distill_step(cfg, mesh, vocab_size: int) -> Program:
     fn = distill.make_train_step(graphdef, cfg, shardings, sharding.batch_sharding(mesh), tgraph, tshard,
                                  int(tcfg.image.size), len(classes), n_texts)
     args = (abstract, tstate, bank, _batch(mesh, paired, cfg, unpaired=unpaired))
-    stats = _param_stats(abstract[0], mesh)
+    stats = _param_stats(abstract[MODEL], mesh)
     stats["teacher_count"] = _param_stats(tstate, mesh)["count"]
     return Program("train_step", fn, args, mesh, stats)
 
@@ -157,14 +143,9 @@ def _distill_step(cfg, mesh, vocab_size: int) -> Program:
 def embed_steps(cfg: ml_collections.ConfigDict, devices, vocab_size: int = 32000) -> list[Program]:
     """The evaluator's image and text embedding steps, on its mesh (data parallel over every
     device, parameters only) and batch size."""
-    from dermjax.eval import evaluate
-
     mesh = sharding.make_mesh({"data": -1}, devices)
     vocab_size = _vocab_size(cfg, vocab_size)
-    model = nnx.eval_shape(lambda: two_towers.build(cfg.model, vocab_size, nnx.Rngs(0)))
-    graph, state = nnx.split(model)
-    shard = sharding.state_shardings(state, mesh)
-    state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shard)
+    graph, state, _ = two_towers.abstract(cfg.model, vocab_size, mesh)
     n = mesh.devices.size
     rows = -(-EVAL_BATCH // n) * n
     batch = _batch(mesh, rows, cfg)

@@ -6,11 +6,15 @@ and the chip's published peaks. Nothing is run: step times are bounds, not predi
 """
 from __future__ import annotations
 
+import importlib.metadata as md
+import os
 import math
 import time
 
 import jax
 
+from dermjax.core.io import write_bytes
+from dermjax.models import text as text_lib, vit
 from dermjax.aot import chips, hlo
 from dermjax.aot.programs import Program
 
@@ -26,8 +30,6 @@ class DoesNotFit(Exception):
 def model_flops_per_example(cfg) -> float:
     """Matmul FLOPs of one training example, forward + backward (3x forward), without
     rematerialization: what MFU counts as useful work. Attention scores count both products."""
-    from dermjax.models import text as text_lib, vit
-
     def tower(width, depth, mlp, tokens, proj_in=0):
         per_token = depth * 2 * (4 * width * width + 2 * width * mlp) + 2 * proj_in * width
         attention = depth * 2 * 2 * tokens * tokens * width
@@ -64,10 +66,6 @@ def compile_program(p: Program, target: chips.Target, available: float, hlo_dir:
         raise DoesNotFit(p.name, total, available)
     text = compiled.as_text()
     if hlo_dir:
-        import os
-
-        from dermjax.core.io import write_bytes
-
         write_bytes(os.path.join(hlo_dir, f"{p.name}.hlo.txt"), text.encode())
     a = hlo.analyze(text, dict(p.mesh.shape))
     xla = compiled.cost_analysis() or {}
@@ -174,8 +172,6 @@ def suggestions(cfg, mesh_shape: dict, needed: float, available: float) -> list[
 
 
 def versions() -> dict:
-    import importlib.metadata as md
-
     out = {"jax": jax.__version__}
     for pkg in ("jaxlib", "libtpu", "jax-cuda12-plugin", "flax"):
         try:

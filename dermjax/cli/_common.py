@@ -1,9 +1,14 @@
 """What every command line shares: bad input ends in one line on stderr and a non-zero exit."""
 from __future__ import annotations
 
+import argparse
 import functools
+import logging as std_logging
 import os
+import re
 import sys
+
+from absl import flags, logging
 
 from dermjax.core.errors import DermjaxError
 
@@ -13,10 +18,6 @@ def quiet_libraries() -> None:
     absl logging starts at WARNING unless the command line set --verbosity (or -v).
     A failed orbax read also leaves asyncio tasks whose errors asyncio logs when they are
     collected, after the one line that reported the failure: those are not shown."""
-    import logging as std_logging
-
-    from absl import flags, logging
-
     if not (flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present):
         logging.set_verbosity(logging.WARNING)
     std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
@@ -26,8 +27,6 @@ def add_verbosity(parser, *subparsers) -> None:
     """`-v/--verbosity N` on an argparse command, as absl counts it (the same flag as
     dermjax-train's): -1 warnings (the default), 0 info, 1 debug. On a subcommand too, so it may
     come before or after the subcommand's name."""
-    import argparse
-
     parser.add_argument("-v", "--verbosity", type=int, default=None,
                         help="logging level: -1 warnings (default), 0 info, 1 debug")
     for sub in subparsers:
@@ -39,10 +38,6 @@ def set_verbosity(level: int | None) -> None:
     """Applies an argparse command's --verbosity to absl and the standard logging module."""
     if level is None:
         return
-    import logging as std_logging
-
-    from absl import logging
-
     logging.set_verbosity(level)
     std_logging.getLogger().setLevel(logging.converter.absl_to_standard(level))
 
@@ -115,8 +110,6 @@ def print_absl_help() -> None:
     """The command's docstring and its own flags. absl's --help finds neither when the command
     is a console script (it looks them up under sys.argv[0], the script stub), so the command
     module is found here by the flags it defines."""
-    from absl import flags
-
     by_module = flags.FLAGS.flags_by_module_dict()
     here = os.path.dirname(os.path.abspath(__file__))
     ours = [m for m in by_module if m.startswith("dermjax.cli.") or os.path.dirname(os.path.abspath(m)) == here]
@@ -138,10 +131,6 @@ def parse_flags_or_exit(argv: list[str]) -> list[str]:
     """absl's flag parsing for app.run(flags_parser=...), with a bad flag or a bad
     `--config.KEY=VALUE` (unknown key, wrong type) as one line and exit status 2; absl would
     print a traceback or exit 1, and a scheduler would requeue the job."""
-    import re
-
-    from absl import flags
-
     if any(a in ("-h", "--help", "--helpshort", "-?") for a in argv[1:]):
         print_absl_help()
         sys.exit(0)

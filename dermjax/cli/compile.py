@@ -26,6 +26,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from dermjax.cli._common import one_line_errors, parse_flags_or_exit  # noqa: E402
 from dermjax.core.errors import DermjaxError  # noqa: E402
+from dermjax.core.io import write_json  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "a shipped config by name (quickstart, siglip_vit_b16, ...) or a .py file with get_config; NAME:ARG passes ARG to get_config")
 _TOPOLOGY = flags.DEFINE_string("topology", None, "target, e.g. v5e:8x8, v4:2x2x4, v5p:4x4x4, v6e:4x4, h100:1x2x8")
@@ -51,6 +52,7 @@ def _run(argv):
     unknown = set(_PROGRAMS.value) - {"train", "eval"}
     if unknown:
         raise DermjaxError(f"--programs: unknown {', '.join(sorted(unknown))}; known: train, eval")
+    # Imported once the flags are known good: they start JAX and load the compile-only backends.
     from dermjax.aot import chips, programs, report
     from dermjax.cpu_env import machine
 
@@ -104,8 +106,6 @@ def _run(argv):
         out["programs"][p.name] = r
         _print(p.name, r, _BUDGET.value)
     if _OUT.value:
-        from dermjax.core.io import write_json
-
         write_json(_OUT.value, out)
         print(f"wrote {_OUT.value}")
 

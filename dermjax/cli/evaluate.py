@@ -59,23 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@one_line_errors
-def main(argv=None):
-    a = build_parser().parse_args(argv)
-    set_verbosity(a.verbosity)
-    if a.bootstrap < 0:
-        raise DermjaxError(f"--bootstrap must be >= 0, got {a.bootstrap}")
-    if not (a.benchmarks or a.manifest or a.shards):
-        raise DermjaxError("nothing to evaluate: give --benchmarks, --manifest and/or --shards")
-    from dermjax.eval import benchmarks, evaluate
-    from dermjax.train import watchdog
-
-    if a.distributed or os.environ.get("DERMJAX_COORDINATOR"):
-        watchdog.initialize(a.distributed, watchdog.Settings.from_config(None))
-    import jax
-
-    lead = jax.process_index() == 0  # every process computes; one writes and prints
-
+def checkpoint_workdir(a) -> tuple[str, int | None]:
+    """(workdir, step) of --workdir (step None: its latest checkpoint) or --checkpoint."""
     workdir, step = a.workdir, None
     if a.checkpoint:
         m = re.fullmatch(r"(.*)/checkpoints/(\d+)/?", os.path.abspath(a.checkpoint))
@@ -84,6 +69,20 @@ def main(argv=None):
         workdir, step = m.group(1), int(m.group(2))
     if not os.path.isdir(workdir):
         raise DermjaxError(f"{workdir}: workdir does not exist")
+    return workdir, step
+
+
+def record_failure(failures: list, name: str, error, now: bool = False) -> None:
+    """Notes a benchmark that could not be read or scored; `now` also prints it at once."""
+    if now:
+        print(f"error: {name}: {error}", file=sys.stderr, flush=True)
+    failures.append({"benchmark": name, "error": str(error)})
+
+
+def load_benchmarks(a) -> tuple[list, list, list]:
+    """(loaded benchmarks, failures, missing): each of --shards, --manifest and --benchmarks that
+    loads, one failure entry per one that does not. Raises DermjaxError when none loads."""
+    from dermjax.eval import benchmarks  # imported only when a command runs, so --help stays fast
 
     # Loaded before the model so bad input is reported fast. A benchmark that cannot be loaded
     # (missing image, unknown label, ...) is one line on stderr; the others still run.
@@ -95,16 +94,11 @@ def main(argv=None):
             sets.append(benchmarks.limit(load(), a.max_examples))
         except benchmarks.MetadataOnly as e:
             if a.benchmarks.strip() != "all":
-                fail(name, e)
+                record_failure(failures, name, e)
             else:
                 missing.append((name, f"{e} (images)"))
         except DermjaxError as e:
-            fail(name, e)
-
-    def fail(name, e, now=False):
-        if now:
-            print(f"error: {name}: {e}", file=sys.stderr, flush=True)
-        failures.append({"benchmark": name, "error": str(e)})
+            record_failure(failures, name, e)
 
     if a.shards:
         attempt(f"shards {a.shards}", lambda: benchmarks.from_shards(a.shards, a.split))
@@ -122,10 +116,13 @@ def main(argv=None):
                            + "; ".join(f"{f['benchmark']}: {f['error']}" for f in failures))
     for f in failures:
         print(f"error: {f['benchmark']}: {f['error']}", file=sys.stderr, flush=True)
+    return sets, failures, missing
 
-    sets, contamination = evaluate.check_contamination(workdir, sets, a.contamination, a.out)
 
-    embedder = evaluate.Embedder.from_workdir(workdir, step, a.batch_size)
+def evaluate_all(a, embedder, sets, contamination: dict, failures: list) -> list:
+    """The results of every benchmark that could be scored; the others are added to `failures`."""
+    from dermjax.eval import benchmarks, evaluate  # imported only when a command runs (--help stays fast)
+
     override = benchmarks.load_prompts(a.prompts) if a.prompts else None
     results = []
     for b in sets:
@@ -133,11 +130,38 @@ def main(argv=None):
             prompts = override or benchmarks.load_prompts(b.prompts)
             r = evaluate.evaluate_benchmark(embedder, b, prompts, probes=not a.no_probes, bootstrap=a.bootstrap)
         except DermjaxError as e:
-            fail(b.name, e, now=True)
+            record_failure(failures, b.name, e, now=True)
             continue
         if b.name in contamination:
             r["contamination"] = contamination[b.name]
         results.append(r)
+    return results
+
+
+@one_line_errors
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    set_verbosity(a.verbosity)
+    if a.bootstrap < 0:
+        raise DermjaxError(f"--bootstrap must be >= 0, got {a.bootstrap}")
+    if not (a.benchmarks or a.manifest or a.shards):
+        raise DermjaxError("nothing to evaluate: give --benchmarks, --manifest and/or --shards")
+    # Heavy (JAX, Flax): imported only once the arguments are checked, so --help and bad input stay fast.
+    from dermjax.eval import evaluate
+    from dermjax.train import watchdog
+
+    if a.distributed or os.environ.get("DERMJAX_COORDINATOR"):
+        watchdog.initialize(a.distributed, watchdog.Settings.from_config(None))
+    import jax  # heavy, as above
+
+    lead = jax.process_index() == 0  # every process computes; one writes and prints
+
+    workdir, step = checkpoint_workdir(a)
+    sets, failures, missing = load_benchmarks(a)
+    sets, contamination = evaluate.check_contamination(workdir, sets, a.contamination, a.out)
+
+    embedder = evaluate.Embedder.from_workdir(workdir, step, a.batch_size)
+    results = evaluate_all(a, embedder, sets, contamination, failures)
     if lead:
         report = evaluate.write_outputs(results, a.out, f"{os.path.abspath(workdir)}", failures, missing)
         print(evaluate.format_table([evaluate.summary_row(r) for r in results]))

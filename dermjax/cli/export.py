@@ -37,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     args = build_parser().parse_args(argv)
     set_verbosity(args.verbosity)
+    # Imported after parsing: JAX and Flax take seconds to start, --help and usage errors none.
     from flax import nnx
-
-    from dermjax.data import tokenizer as tokenizer_lib
-    from dermjax.eval.evaluate import Embedder
-    from dermjax.models import export
+    from dermjax.core import tokenizer as tokenizer_lib
+    from dermjax.eval.evaluate import Embedder  # (JAX)
+    from dermjax.models import export  # (JAX)
 
     embedder = Embedder.from_workdir(args.workdir, args.step)
     model = nnx.merge(embedder.model_graph, embedder.model_state)

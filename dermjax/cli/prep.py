@@ -15,12 +15,14 @@ import argparse
 import hashlib
 import os
 
+import dermjax.notes as notes_pkg
 from dermjax.cli._common import add_verbosity, one_line_errors, set_verbosity
 from dermjax.core.errors import DermjaxError, TemporaryError
 from dermjax.core.io import read_jsonl, sha256_file, write_json
 
 
 def cmd_synthetic(a):
+    # Per subcommand: --help and the other subcommands do not pay for these imports.
     from dermjax.data import synthetic
 
     summary = synthetic.write_dataset(a.out, a.n, seed=a.seed, image_size=a.image_size,
@@ -31,19 +33,19 @@ def cmd_synthetic(a):
 
 
 def notes_code_digest() -> str:
-    """sha256 of the note makers and the verifier. Part of the notes settings: a changed rule or
-    vocabulary makes other notes and other verdicts, so an older output is neither reused nor
-    resumed."""
-    import dermjax.notes as notes_pkg
-
+    """sha256 of the note makers and the verifier (every module of dermjax/notes). Part of the
+    notes settings: a changed rule or vocabulary makes other notes and other verdicts, so an older
+    output is neither reused nor resumed."""
     code = hashlib.sha256()
-    for name in ("styles", "verify", "ontology", "synthesize", "llm"):
-        with open(os.path.join(os.path.dirname(notes_pkg.__file__), name + ".py"), "rb") as f:
+    folder = os.path.dirname(notes_pkg.__file__)
+    for name in sorted(f for f in os.listdir(folder) if f.endswith(".py")):
+        with open(os.path.join(folder, name), "rb") as f:
             code.update(f.read())
     return code.hexdigest()
 
 
 def cmd_notes(a):
+    # Per subcommand: --help and the other subcommands do not pay for these imports.
     from dermjax.data.sources import load_records
     from dermjax.notes import llm
     from dermjax.notes.synthesize import check_styles, format_report, write_notes
@@ -92,6 +94,7 @@ def cmd_notes(a):
 
 
 def cmd_shards(a):
+    # Per subcommand: --help and the other subcommands do not pay for these imports.
     from dermjax.data.shards import write_shards
     from dermjax.data.sources import load_records
     from dermjax.data.splits import parse_fractions
@@ -114,7 +117,9 @@ def cmd_shards(a):
 
 
 def cmd_tokenizer(a):
-    from dermjax.data import shards, tokenizer
+    # Per subcommand: --help and the other subcommands do not pay for these imports.
+    from dermjax.core import tokenizer
+    from dermjax.data import shards
 
     manifest = shards.load_manifest(a.shards)
     name = "tokenizer.model"
@@ -140,6 +145,7 @@ def cmd_tokenizer(a):
 
 
 def cmd_overlap(a):
+    # Per subcommand: --help and the other subcommands do not pay for these imports.
     from dermjax.data import overlap
 
     splits = None if a.train_splits == "all" else [x.strip() for x in a.train_splits.split(",") if x.strip()]
@@ -167,6 +173,7 @@ def cmd_overlap(a):
 
 
 def cmd_verify(a):
+    # Per subcommand: --help and the other subcommands do not pay for these imports.
     from dermjax.data import shards
 
     result = shards.verify_shards(a.shards, check_sha256=not a.no_sha256, decode_images=not a.no_images,
@@ -180,6 +187,7 @@ def cmd_verify(a):
 
 
 def cmd_export_pairs(a):
+    # Per subcommand: --help and the other subcommands do not pay for these imports.
     from tqdm import tqdm
 
     from dermjax.data import export_pairs, shards
@@ -192,6 +200,7 @@ def cmd_export_pairs(a):
 
 
 def cmd_tfds(a):
+    # Per subcommand: --help and the other subcommands do not pay for these imports.
     from dermjax.data import tfds_builders
 
     summary = tfds_builders.prepare(a.source, a.root, a.out, name=a.name, max_side=a.max_side,
@@ -202,11 +211,7 @@ def cmd_tfds(a):
     print(f"      read with tfds.builder_from_directory({summary['path']!r}).as_data_source()")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dermjax-prep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_synthetic_parser(sub) -> None:
     s = sub.add_parser("synthetic", help="generate the embedded SYNTHETIC data set")
     s.add_argument("--out", required=True)
     s.add_argument("--n", type=int, default=4000)
@@ -215,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2)
     s.set_defaults(fn=cmd_synthetic)
 
+
+def add_notes_parser(sub) -> None:
     s = sub.add_parser("notes", help="synthesize and verify clinical notes")
     s.add_argument("--source", required=True)
     s.add_argument("--root", required=True)
@@ -244,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "styles' notes); without it such a run ends with status 75")
     s.set_defaults(fn=cmd_notes)
 
+
+def add_shards_parser(sub) -> None:
     s = sub.add_parser("shards", help="write ArrayRecord shards split by patient")
     s.add_argument("--source", required=True)
     s.add_argument("--root", required=True)
@@ -259,11 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "manifest (skip)")
     s.set_defaults(fn=cmd_shards)
 
+
+def add_tokenizer_parser(sub) -> None:
     s = sub.add_parser("tokenizer", help="train SentencePiece on the training notes")
     s.add_argument("--shards", required=True)
     s.add_argument("--vocab-size", type=int, default=2000)
     s.set_defaults(fn=cmd_tokenizer)
 
+
+def add_export_pairs_parser(sub) -> None:
     s = sub.add_parser("export-pairs", help="the shards' image-note pairs as a Hugging Face (Parquet), "
                                             "webdataset (tar) or TFDS data set, with a dataset card")
     s.add_argument("--shards", required=True)
@@ -271,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="a new folder (written as OUT.partial, then renamed)")
     s.set_defaults(fn=cmd_export_pairs)
 
+
+def add_overlap_parser(sub) -> None:
     s = sub.add_parser("overlap", help="images shared between training shards and another set")
     s.add_argument("--train", required=True, help="shard folder (or image folder / manifest CSV)")
     s.add_argument("--against", required=True, help="shard folder, image folder (recursive) or manifest CSV")
@@ -281,12 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="write the JSON report here")
     s.set_defaults(fn=cmd_overlap)
 
+
+def add_verify_parser(sub) -> None:
     s = sub.add_parser("verify", help="check shards against manifest.json and decode every record")
     s.add_argument("--shards", required=True)
     s.add_argument("--no-sha256", action="store_true", help="skip the whole-file checksums")
     s.add_argument("--no-images", action="store_true", help="skip decoding the images")
     s.set_defaults(fn=cmd_verify)
 
+
+def add_tfds_parser(sub) -> None:
     s = sub.add_parser("tfds", help="write a TFDS (array_record) data set, readable without TensorFlow")
     s.add_argument("--source", required=True, choices=("manifest", "ham10000"))
     s.add_argument("--root", required=True, help="manifest CSV, or the HAM10000 folder")
@@ -298,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-side", type=int, default=0,
                    help="re-encode images whose longer side exceeds this (0: keep every file's bytes)")
     s.set_defaults(fn=cmd_tfds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dermjax-prep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    # In the order `dermjax-prep --help` lists the subcommands.
+    for add in (add_synthetic_parser, add_notes_parser, add_shards_parser, add_tokenizer_parser,
+                add_export_pairs_parser, add_overlap_parser, add_verify_parser, add_tfds_parser):
+        add(sub)
     add_verbosity(p, *sub.choices.values())
     return p
 

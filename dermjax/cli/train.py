@@ -10,6 +10,7 @@ one line naming it (exit status 75) instead of hanging; rerunning resumes.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -18,6 +19,7 @@ from ml_collections import config_flags
 
 from dermjax.cli._common import one_line_errors, parse_flags_or_exit
 from dermjax.core.errors import DermjaxError
+from dermjax.train import watchdog  # imports no JAX: the supervisor of a multi-process run never starts it
 
 TRAINERS = ("contrastive", "distill")  # modules of dermjax.train, each with train(cfg, workdir)
 
@@ -33,8 +35,6 @@ def _run(argv):
     if _CONFIG.value is None or not _WORKDIR.value:
         print("error: --config and --workdir are required", file=sys.stderr)
         sys.exit(2)
-    from dermjax.train import watchdog
-
     settings = watchdog.Settings.from_config(_CONFIG.value.get("watchdog"))
     if not watchdog.initialize(_DISTRIBUTED.value, settings):
         _trainer(_CONFIG.value).train(_CONFIG.value, _WORKDIR.value)
@@ -58,8 +58,6 @@ def _multi_process(argv) -> bool:
 
 
 def _trainer(cfg):
-    import importlib
-
     name = cfg.get("trainer", "contrastive")
     if name not in TRAINERS:
         raise DermjaxError(f"config.trainer {name!r} is not one of {', '.join(TRAINERS)}")
@@ -68,9 +66,7 @@ def _trainer(cfg):
 
 def main():
     if _multi_process(sys.argv[1:]) and not os.environ.get("DERMJAX_SUPERVISED"):
-        from dermjax.train import watchdog
-
-        sys.exit(watchdog.supervise([sys.executable, "-m", "dermjax.cli.train", *sys.argv[1:]]))
+            sys.exit(watchdog.supervise([sys.executable, "-m", "dermjax.cli.train", *sys.argv[1:]]))
     app.run(_run, flags_parser=parse_flags_or_exit)
 
 

@@ -103,6 +103,15 @@ def state_shardings(abstract_state, mesh: jax.sharding.Mesh):
     return jax.tree.map(one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
+def abstract_on(build, mesh: jax.sharding.Mesh):
+    """(graphdef, state of ShapeDtypeStructs carrying their target shardings, shardings) of
+    what `build()` returns, with no memory allocated."""
+    graphdef, state = nnx.split(nnx.eval_shape(build))
+    shardings = state_shardings(state, mesh)
+    state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+    return graphdef, state, shardings
+
+
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
     return NamedSharding(mesh, logical_to_mesh(("batch",)))
 
@@ -122,3 +131,30 @@ def to_host(x: jax.Array) -> np.ndarray:
     if x.is_fully_addressable:
         return np.asarray(x)
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def map_padded(fn, n: int, rows, batch_size: int, row_shape: tuple, mesh: jax.sharding.Mesh) -> list[np.ndarray]:
+    """[fn(batch)[:rows in it] as numpy] over rows [0, n) in batches of a fixed `batch_size`
+    (one compilation), each sharded along the batch axes; the last batch is zero-padded.
+
+    `rows(start, stop)` gives rows [start, stop) as an array. Each process asks it only for the
+    rows of its own devices, so in a multi-process run every process loads (e.g. decodes images
+    for) its own share, and every process gets every output row."""
+    place = batch_sharding(mesh)
+    out = []
+    for i in range(0, n, batch_size):
+        stop = min(i + batch_size, n)
+        loaded = {}  # devices holding the same rows (model-parallel replicas) share one load
+
+        def shard(index, i=i, stop=stop, loaded=loaded):
+            lo, hi, _ = index[0].indices(batch_size)
+            if (lo, hi) not in loaded:
+                x = rows(i + min(lo, stop - i), i + min(hi, stop - i))
+                if len(x) < hi - lo:
+                    x = np.concatenate([x, np.zeros((hi - lo - len(x),) + x.shape[1:], x.dtype)])
+                loaded[lo, hi] = x
+            return loaded[lo, hi]
+
+        x = jax.make_array_from_callback((batch_size,) + tuple(row_shape), place, shard)
+        out.append(to_host(fn(x))[: stop - i])
+    return out

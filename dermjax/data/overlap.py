@@ -30,7 +30,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from dermjax.core.errors import DermjaxError
-from dermjax.core.io import atomic_path
+from dermjax.core.io import atomic_path, write_json
+from dermjax.data import shards
+from dermjax.data.shards import MANIFEST
+from dermjax.data.sources import manifest as manifest_source
 
 PIXEL_SIDE = 16
 PIXEL_THRESHOLD = 0.99
@@ -149,8 +152,6 @@ def from_folder(folder: str, *, pixels: bool = True, progress: bool = False) -> 
 
 
 def from_manifest(csv_path: str, *, pixels: bool = True, progress: bool = False) -> ImageSet:
-    from dermjax.data.sources import manifest as manifest_source
-
     records = manifest_source.load(csv_path)
     # Without an image_id column the manifest adapter uses the relative path minus extension;
     # its last component is the file stem, the id that other sets publish.
@@ -164,8 +165,6 @@ def _split_index(shard_dir: str, split: str, pixels: bool, progress: bool) -> di
 
     The cache key is the manifest's list of shard checksums, so rewritten shards are reindexed.
     """
-    from dermjax.data import shards
-
     manifest = shards.load_manifest(shard_dir)
     info = manifest["splits"].get(split)
     if info is None:
@@ -208,8 +207,6 @@ def _split_index(shard_dir: str, split: str, pixels: bool, progress: bool) -> di
 
 def from_shards(shard_dir: str, splits: Sequence[str] | None = None, *, pixels: bool = True,
                 progress: bool = False) -> ImageSet:
-    from dermjax.data import shards
-
     manifest = shards.load_manifest(shard_dir)
     splits = list(splits) if splits else [s for s in shards.SPLITS if s in manifest["splits"]]
     ids, sha, where, split_of, fps = [], [], [], [], []
@@ -227,8 +224,6 @@ def from_shards(shard_dir: str, splits: Sequence[str] | None = None, *, pixels: 
 def load_image_set(path: str, *, splits: Sequence[str] | None = None, pixels: bool = True,
                    progress: bool = False) -> ImageSet:
     """A shard folder (has manifest.json), a manifest CSV, or a folder of images."""
-    from dermjax.data.shards import MANIFEST
-
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, MANIFEST)):
         return from_shards(path, splits, pixels=pixels, progress=progress)
     if os.path.isfile(path) and path.lower().endswith(".csv"):
@@ -352,8 +347,6 @@ def guard(train_shards: str, against: list[ImageSet], mode: str, *, report_path:
         return {}
     reports = {s.name: compare(train, s, pixel_threshold=pixel_threshold) for s in against}
     if report_path:
-        from dermjax.core.io import write_json
-
         write_json(report_path, reports)
     bad = {name: r for name, r in reports.items() if r["counts"]["any"]}
     if not bad:

@@ -24,7 +24,7 @@ from absl import logging
 from dermjax.data import augment
 from dermjax.data.shards import ShardReader, expected_counts, shard_paths
 from dermjax.data.splits import keeps_notes
-from dermjax.data.tokenizer import Tokenizer
+from dermjax.core.tokenizer import Tokenizer
 from dermjax.core.errors import DermjaxError
 
 ON_BAD_EXAMPLE = ("error", "skip")
@@ -260,7 +260,8 @@ def make_train_iterator(shard_dir: str, *, tokenizer: Tokenizer, image_size: int
                         batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
                         workers: int = 0, note_styles: tuple[str, ...] = (),
                         split: str = "train", on_bad_example: str = "error",
-                        start_batch: int = 0, paired_fraction: float = 1.0) -> grain.DatasetIterator:
+                        start_batch: int = 0, paired_fraction: float = 1.0,
+                        reader: ShardReader | None = None) -> grain.DatasetIterator:
     """Endless iterator of per-process batches (dicts of numpy arrays).
 
     `batch_size` is the per-process batch; the trainer assembles the global batch across hosts.
@@ -268,9 +269,9 @@ def make_train_iterator(shard_dir: str, *, tokenizer: Tokenizer, image_size: int
     fails before training starts. `start_batch` positions the stream by construction: batch k
     is the same for any worker or process count, so a run can resume where no saved iterator
     state fits (e.g. another number of hosts). `paired_fraction` < 1 trains on the patients
-    that keep their notes only (`paired_indices`).
+    that keep their notes only (`paired_indices`). `reader`: the split, already open.
     """
-    reader = training_reader(shard_dir, split)
+    reader = reader or training_reader(shard_dir, split)
     indices = None if paired_fraction >= 1.0 else paired_indices(reader, paired_fraction, seed=0)[0]
     maker = BatchMaker(reader, tokenizer, image_size, batch_size, seed, True, process_index,
                        process_count, tuple(note_styles), on_bad_example, indices)
@@ -282,16 +283,16 @@ def make_mixed_iterator(shard_dir: str, *, tokenizer: Tokenizer, image_size: int
                         unpaired_shards: tuple[str, ...] = (), process_index: int = 0,
                         process_count: int = 1, workers: int = 0, note_styles: tuple[str, ...] = (),
                         split: str = "train", on_bad_example: str = "error",
-                        start_batch: int = 0) -> grain.DatasetIterator:
+                        start_batch: int = 0, reader: ShardReader | None = None) -> grain.DatasetIterator:
     """Per-process batches of paired examples ("image", "tokens", "label": `batch_size` rows)
     plus unpaired images ("unpaired_image": `unpaired_batch_size` rows).
 
     Unpaired images are the training records of `shard_dir` whose notes are withheld
     (`paired_fraction` < 1) and every training record of `unpaired_shards` (folders whose notes
     and labels are never read). Each stream is shuffled on its own; one iterator carries both,
-    so one saved state resumes both exactly.
+    so one saved state resumes both exactly. `reader`: the split of `shard_dir`, already open.
     """
-    reader = training_reader(shard_dir, split)
+    reader = reader or training_reader(shard_dir, split)
     paired, withheld = paired_indices(reader, paired_fraction, seed=0)
     if not withheld and not unpaired_shards:
         raise DermjaxError(f"{shard_dir}: no unpaired images: set paired_fraction < 1 or unpaired_shards")

@@ -28,10 +28,12 @@ import json
 import multiprocessing
 import os
 
+from array_record.python.array_record_data_source import ArrayRecordDataSource
+from array_record.python.array_record_module import ArrayRecordWriter
 from tqdm import tqdm
 
 from dermjax.data import records as records_lib
-from dermjax.data.splits import split_of
+from dermjax.data.splits import DEFAULT_FRACTIONS, split_of
 from dermjax.core.errors import DermjaxError
 from dermjax.core.io import atomic_path, read_json, sha256_file, write_json
 from dermjax.notes.ontology import DIAGNOSIS_GROUPS
@@ -77,8 +79,6 @@ def _reusable(path: str, stats_path: str, expected: str) -> dict | None:
 
 
 def _write_one(task) -> dict:
-    from array_record.python.array_record_module import ArrayRecordWriter
-
     path, split, items, max_side, on_bad_image, expected = task
     stats_path = path + ".json"
     stats = _reusable(path, stats_path, expected)
@@ -130,13 +130,45 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
     """
     if on_bad_image not in ON_BAD_IMAGE:
         raise DermjaxError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
-    from dermjax.data.splits import DEFAULT_FRACTIONS
-
     fractions = fractions or DEFAULT_FRACTIONS
     settings = {"num_shards": num_shards, "max_side": max_side, "fractions": fractions,
                 "split_seed": split_seed, "source": source or {}, "on_bad_image": on_bad_image}
     manifest_path = os.path.join(out_dir, MANIFEST)
 
+    by_split, missing_notes = _assign_splits(records, notes_by_id, fractions, split_seed, out_dir)
+    tasks = _shard_tasks(by_split, out_dir, num_shards, fractions, max_side, on_bad_image)
+    whole = hashlib.sha256(json.dumps([settings, [t[0] for t in tasks], [t[-1] for t in tasks]],
+                                      sort_keys=True).encode()).hexdigest()
+    old = _reusable_manifest(manifest_path, whole, tasks)
+    if old is not None:
+        if progress:
+            print(f"shards: reusing {manifest_path}: inputs and settings unchanged")
+        return old
+    os.makedirs(out_dir, exist_ok=True)
+
+    results = _write_all(tasks, workers, progress)
+    skipped = [dict(bad, shard=s["file"]) for s in results for bad in s.get("skipped", [])]
+    if skipped and progress:
+        print(f"shards: skipped {len(skipped)} unreadable image(s), listed under 'skipped' in {manifest_path}")
+    manifest = {
+        "schema_version": records_lib.SCHEMA_VERSION,
+        "format": "msgpack examples in ArrayRecord (see dermjax/data/records.py)",
+        "classes": list(DIAGNOSIS_GROUPS),
+        "num_records": len(records),
+        "records_without_notes": missing_notes,
+        "skipped": skipped,
+        "splits": _split_summaries(results),
+        "settings": settings,
+        "fingerprint": whole,
+        "tokenizer": None,
+    }
+    write_json(manifest_path, manifest)
+    return manifest
+
+
+def _assign_splits(records: list[dict], notes_by_id: dict, fractions: dict, split_seed: int,
+                   out_dir: str) -> tuple[dict[str, list], int]:
+    """(split -> [(source index, record, notes)], how many records have no note)."""
     by_split: dict[str, list] = {s: [] for s in SPLITS}
     missing_notes = 0
     # Source order gives the record index that error messages quote; the sort fixes shard content.
@@ -147,7 +179,12 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
     if missing_notes == len(records):
         raise DermjaxError(f"{out_dir}: none of the {len(records)} records has a note; "
                            "does the notes file belong to this source?")
+    return by_split, missing_notes
 
+
+def _shard_tasks(by_split: dict[str, list], out_dir: str, num_shards: int, fractions: dict, max_side: int,
+                 on_bad_image: str) -> list[tuple]:
+    """One `_write_one` task per shard; each split gets shards in proportion to its fraction."""
     tasks = []
     for split, items in by_split.items():
         if not items:
@@ -157,20 +194,25 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
             part = items[i::n]
             tasks.append((os.path.join(out_dir, _shard_name(split, i, n)), split, part, max_side, on_bad_image,
                           fingerprint(split, part, max_side, on_bad_image)))
-    whole = hashlib.sha256(json.dumps([settings, [t[0] for t in tasks], [t[-1] for t in tasks]],
-                                      sort_keys=True).encode()).hexdigest()
-    if os.path.exists(manifest_path):
-        try:
-            old = read_json(manifest_path)
-        except DermjaxError:
-            old = {}
-        complete = all(_reusable(t[0], t[0] + ".json", t[-1]) is not None for t in tasks)
-        if old.get("fingerprint") == whole and complete:
-            if progress:
-                print(f"shards: reusing {manifest_path}: inputs and settings unchanged")
-            return old
-    os.makedirs(out_dir, exist_ok=True)
+    return tasks
 
+
+def _reusable_manifest(manifest_path: str, whole: str, tasks: list[tuple]) -> dict | None:
+    """The existing manifest, if it has fingerprint `whole` and every shard in it is reusable."""
+    if not os.path.exists(manifest_path):
+        return None
+    try:
+        old = read_json(manifest_path)
+    except DermjaxError:
+        old = {}
+    complete = all(_reusable(t[0], t[0] + ".json", t[-1]) is not None for t in tasks)
+    if old.get("fingerprint") == whole and complete:
+        return old
+    return None
+
+
+def _write_all(tasks: list[tuple], workers: int, progress: bool) -> list[dict]:
+    """Every shard's stats, in task order."""
     bar = tqdm(total=len(tasks), desc="shards", unit="shard", disable=not progress)
     results = []
     try:
@@ -186,7 +228,10 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
                 bar.update()
     finally:
         bar.close()
+    return results
 
+
+def _split_summaries(results: list[dict]) -> dict:
     splits = {}
     for split in SPLITS:
         shards = [s for s in results if s["split"] == split]
@@ -195,23 +240,7 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
             classes.update(s["classes"])
         splits[split] = {"count": sum(s["count"] for s in shards), "classes": dict(sorted(classes.items())),
                          "shards": shards}
-    skipped = [dict(bad, shard=s["file"]) for s in results for bad in s.get("skipped", [])]
-    if skipped and progress:
-        print(f"shards: skipped {len(skipped)} unreadable image(s), listed under 'skipped' in {manifest_path}")
-    manifest = {
-        "schema_version": records_lib.SCHEMA_VERSION,
-        "format": "msgpack examples in ArrayRecord (see dermjax/data/records.py)",
-        "classes": list(DIAGNOSIS_GROUPS),
-        "num_records": len(records),
-        "records_without_notes": missing_notes,
-        "skipped": skipped,
-        "splits": splits,
-        "settings": settings,
-        "fingerprint": whole,
-        "tokenizer": None,
-    }
-    write_json(manifest_path, manifest)
-    return manifest
+    return splits
 
 
 def load_manifest(shard_dir: str) -> dict:
@@ -264,8 +293,6 @@ class ShardReader:
         self._open()
 
     def _open(self):
-        from array_record.python.array_record_data_source import ArrayRecordDataSource
-
         sizes = []
         for i, p in enumerate(self.paths):
             if not os.path.isfile(p):

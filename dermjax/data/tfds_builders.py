@@ -16,14 +16,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 
+import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import py_utils
 
-from dermjax.data import records as records_lib
-from dermjax.data.splits import split_of
 from dermjax.core.errors import DermjaxError
+from dermjax.data import records as records_lib, shards
+from dermjax.data.pairs import NOTE_FIELDS, pair
+from dermjax.data.sources import ham10000, manifest as manifest_source
+from dermjax.data.sources._csv import read_rows
+from dermjax.data.splits import split_of
 from dermjax.notes.ontology import EVAL_CLASSES
+from dermjax.notes.styles import template_note
 
 HAM_CITATION = """@article{tschandl2018ham10000,
   title={The HAM10000 dataset, a large collection of multi-source dermatoscopic images of common
@@ -91,8 +97,6 @@ class DermjaxManifest(_LocalBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        from dermjax.data.sources import manifest as manifest_source
-
         cfg: ManifestConfig = self.builder_config
         records = manifest_source.load(cfg.csv_path)
         if not cfg.split_by_patient:
@@ -137,9 +141,6 @@ class DermjaxHam10000(_LocalBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        from dermjax.data.sources import ham10000
-        from dermjax.data.sources._csv import read_rows
-
         cfg: Ham10000Config = self.builder_config
         records = ham10000.load(cfg.root)
         dx = {r["image_id"].strip(): r["dx"].strip().lower()
@@ -150,8 +151,6 @@ class DermjaxHam10000(_LocalBuilder):
         return {s: self._generate_examples(rs, dx) for s, rs in sorted(by_split.items())}
 
     def _generate_examples(self, records, dx):
-        from dermjax.notes.styles import template_note
-
         cfg: Ham10000Config = self.builder_config
         for r in records:
             ex = _example(r, r["diagnosis_group"], cfg.max_side)
@@ -173,8 +172,6 @@ class DermjaxPairs(_LocalBuilder):
     RELEASE_NOTES = {"1.0.0": "Shards (schema 1) -> image, label, record and every note with its verdict."}
 
     def _info(self) -> tfds.core.DatasetInfo:
-        import numpy as np
-
         cfg: PairsConfig = self.builder_config
         text = tfds.features.Text
         note = {"style": text(), "text": text(), "generator": text(), "seed": tfds.features.Scalar(np.int64),
@@ -192,15 +189,10 @@ class DermjaxPairs(_LocalBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        from dermjax.data import shards
-
         cfg: PairsConfig = self.builder_config
         return {s: self._generate_examples(s) for s in sorted(shards.load_manifest(cfg.shard_dir)["splits"])}
 
     def _generate_examples(self, split):
-        from dermjax.data import shards
-        from dermjax.data.export_pairs import NOTE_FIELDS, pair
-
         cfg: PairsConfig = self.builder_config
         for ex in shards.read_split(cfg.shard_dir, split):
             row = pair(ex, list(cfg.classes))
@@ -212,8 +204,6 @@ class DermjaxPairs(_LocalBuilder):
 def prepare_pairs(shard_dir: str, out: str) -> dict[str, int]:
     """Writes a shard folder's pairs as a TFDS data directory at `out` (the folder
     `tfds.builder_from_directory` opens); returns the count per split."""
-    from dermjax.data import shards
-
     classes = tuple(shards.load_manifest(shard_dir)["classes"])
     work = out + ".build"
     builder = DermjaxPairs(data_dir=work, config=PairsConfig(name="default", shard_dir=os.path.abspath(shard_dir),
@@ -223,8 +213,6 @@ def prepare_pairs(shard_dir: str, out: str) -> dict[str, int]:
     except (OSError, ValueError, KeyError) as e:
         raise DermjaxError(f"tfds: exporting {shard_dir} failed: {e}") from None
     os.replace(str(builder.data_dir), out)
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     return {s: int(info.num_examples) for s, info in sorted(builder.info.splits.items())}
 
@@ -235,8 +223,6 @@ def prepare(source: str, root: str, data_dir: str, *, name: str | None = None, m
     if not os.path.exists(root):
         raise DermjaxError(f"{root}: does not exist")
     if source == "manifest":
-        from dermjax.data.sources import manifest as manifest_source
-
         csv_path = os.path.join(root, "manifest.csv") if os.path.isdir(root) else root
         found = sorted({r["label"] for r in manifest_source.load(csv_path)})
         classes = classes or found

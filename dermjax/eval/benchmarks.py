@@ -18,6 +18,7 @@ import json
 import os
 from typing import Callable
 
+from dermjax.notes.styles import report_note, template_note
 from dermjax.data import shards, splits
 from dermjax.data.sources import SOURCES, manifest as manifest_source
 from dermjax.core.errors import DermjaxError
@@ -193,8 +194,6 @@ def test_records(spec: Spec, records: list[dict]) -> list[dict]:
 
 
 def from_records(spec: Spec, records: list[dict], notes_per_image: int = 1) -> Benchmark:
-    from dermjax.notes.styles import report_note, template_note
-
     where = f"benchmark {spec.name}"
     if not records:
         raise DermjaxError(f"{where}: no records in its test split")

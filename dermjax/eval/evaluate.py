@@ -20,13 +20,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from dermjax.data import augment
-from dermjax.data.tokenizer import Tokenizer
+from dermjax.core.tokenizer import Tokenizer
 from dermjax.core.errors import DermjaxError
-from dermjax.eval import metrics
+from dermjax.data import overlap
+from dermjax.eval import metrics, probe, report
 from dermjax.eval.benchmarks import Benchmark
 from dermjax.core.io import atomic_path, write_json
 from dermjax.core import sharding
-from dermjax.train.checkpoint import restore_workdir
+from dermjax.core.train_state import model_part
+from dermjax.models.restore import Restored, restore_model
+from dermjax.models.two_towers import l2_normalize
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -56,50 +59,36 @@ class Embedder:
         self.step = step
         n = mesh.devices.size
         self.batch_size = -(-batch_size // n) * n  # a multiple of the device count
-        self._batch_sharding = sharding.batch_sharding(mesh)
         self._embed = {"image": _embed_images, "text": _embed_texts}
         self._row_shape = {"image": (image_size, image_size, 3), "text": (tokenizer.max_len,)}
 
     @classmethod
     def from_train_state(cls, graphdef, state, cfg, tokenizer, mesh, step=None, batch_size=256):
-        model_graph, model_state = nnx.split(nnx.merge(graphdef, state)[0])
+        model_graph, model_state = model_part(graphdef, state)
         return cls(model_graph, model_state, tokenizer, mesh, cfg.model.image.size, cfg.model.embed_dim,
                    batch_size, step)
 
     @classmethod
+    def from_restored(cls, restored: Restored, mesh, batch_size: int = 256) -> "Embedder":
+        cfg = restored.cfg
+        return cls(restored.graphdef, restored.state, restored.tokenizer, mesh, cfg.model.image.size,
+                   cfg.model.embed_dim, batch_size, restored.step)
+
+    @classmethod
     def from_workdir(cls, workdir: str, step: int | None = None, batch_size: int = 256) -> "Embedder":
         mesh = sharding.make_mesh({"data": -1})
-        cfg, tokenizer, graphdef, state, step = restore_workdir(workdir, mesh, step)
+        restored = restore_model(workdir, mesh, step)
         with open(os.path.join(workdir, "config.json")) as f:
             config_hash = hashlib.sha256(json.dumps(json.load(f), sort_keys=True).encode()).hexdigest()[:16]
-        embedder = cls.from_train_state(graphdef, state, cfg, tokenizer, mesh, step, batch_size)
-        embedder.cfg, embedder.config_hash = cfg, config_hash
+        embedder = cls.from_restored(restored, mesh, batch_size)
+        embedder.cfg, embedder.config_hash = restored.cfg, config_hash
         return embedder
 
     def _run(self, kind: str, n: int, rows) -> np.ndarray:
-        """Embeddings of `n` rows; `rows(start, stop)` gives rows [start, stop) as an array.
-
-        Each process asks `rows` only for the rows of its own devices, so in a multi-process run
-        every process decodes its share of the images, and every process gets all embeddings."""
-        out = []
-        for i in range(0, n, self.batch_size):
-            stop = min(i + self.batch_size, n)
-
-            loaded = {}  # devices holding the same rows (model-parallel replicas) share one load
-
-            def shard(index, i=i, stop=stop, loaded=loaded):
-                lo, hi, _ = index[0].indices(self.batch_size)
-                if (lo, hi) not in loaded:
-                    x = rows(i + min(lo, stop - i), i + min(hi, stop - i))
-                    if len(x) < hi - lo:  # fixed shapes: one compilation, every device its share
-                        x = np.concatenate([x, np.zeros((hi - lo - len(x),) + x.shape[1:], x.dtype)])
-                    loaded[lo, hi] = x
-                return loaded[lo, hi]
-
-            shape = (self.batch_size,) + self._row_shape[kind]
-            x = jax.make_array_from_callback(shape, self._batch_sharding, shard)
-            e = self._embed[kind](self.model_graph, self.mesh, self.model_state, x)
-            out.append(sharding.to_host(e)[: stop - i])
+        """Embeddings of `n` rows; `rows(start, stop)` gives rows [start, stop) as an array
+        (asked only for this process's share: sharding.map_padded)."""
+        embed = lambda x: self._embed[kind](self.model_graph, self.mesh, self.model_state, x)
+        out = sharding.map_padded(embed, n, rows, self.batch_size, self._row_shape[kind], self.mesh)
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 
     def load_image(self, item) -> np.ndarray:
@@ -139,11 +128,8 @@ def class_embeddings(embedder: Embedder, classes: list[str], prompts: dict) -> n
     norm, and the class embedding is their mean, normalized again."""
     out = []
     for c in classes:
-        e = embedder.texts(class_prompts(c, prompts))
-        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-6)
-        e = e.mean(axis=0)
-        out.append(e / max(np.linalg.norm(e), 1e-6))
-    return np.stack(out)
+        out.append(l2_normalize(l2_normalize(embedder.texts(class_prompts(c, prompts))).mean(axis=0)))
+    return np.asarray(np.stack(out))
 
 
 def class_prompts(c: str, prompts: dict) -> list[str]:
@@ -242,7 +228,6 @@ def evaluate_benchmark(embedder: Embedder, bench: Benchmark, prompts: dict, *, p
         result["retrieval"] = _retrieval(img, txt, owner, rlabels, len(img) * len(txt) <= EXACT_MAP_PAIRS,
                                          bootstrap)
     if probes:
-        from dermjax.eval import probe
         result["probe"] = probe.evaluate(img, labels, len(bench.classes), bench.image_ids, bench.patient_ids)
     return result
 
@@ -276,8 +261,6 @@ def format_table(rows: list[dict], columns=("benchmark", "n", "weighted_f1", "ac
 
 def write_outputs(results: list[dict], out_dir: str, source: str, failures: list[dict] = (),
                   missing: list[tuple[str, str]] = ()) -> str:
-    from dermjax.eval import report
-
     os.makedirs(out_dir, exist_ok=True)
     for r in results:
         write_json(os.path.join(out_dir, f"{r['benchmark']}.json"), r)
@@ -295,8 +278,6 @@ def check_contamination(workdir: str, sets: list[Benchmark], mode: str,
     workdir's config.json names them): "warn", "refuse", "exclude" (score without the shared
     images) or "off". Returns the benchmarks to score and a summary per benchmark name.
     """
-    from dermjax.data import overlap
-
     if mode not in overlap.MODES:
         raise DermjaxError(f"--contamination must be one of {', '.join(overlap.MODES)}, got {mode!r}")
     if mode == "off" or not sets:

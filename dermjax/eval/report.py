@@ -16,6 +16,7 @@ COLUMNS = ("benchmark", "n", "weighted_f1", "accuracy", "balanced_accuracy", "ma
 
 
 def _plt():
+    # matplotlib takes a second to import: only a report with plots pays for it.
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -20,11 +20,12 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from dermjax.data import tokenizer as tokenizer_lib
+from dermjax.core import tokenizer as tokenizer_lib
 from dermjax.core.paths import layout_of, param_path
 from dermjax.core.errors import DermjaxError
 from dermjax.core.io import read_json, sha256_file, write_json
-from dermjax.models import layout, pretrained, two_towers
+from dermjax.core import layout
+from dermjax.models import export_hf, export_open_clip, export_timm, pretrained, two_towers
 from dermjax.models.tensor_files import read_safetensors, write_safetensors
 
 FORMAT, VERSION = "dermjax-two-towers", 1
@@ -81,8 +82,6 @@ def save_timm(model: nnx.Module, model_cfg: ml_collections.ConfigDict, out_dir: 
     OUT/model.safetensors (timm's keys), OUT/config.json (timm kwargs, LayerNorm eps, the
     preprocessing as timm's pretrained_cfg, and the load recipe). The text tower is not included:
     timm has no text models."""
-    from dermjax.models import export_timm
-
     image = dict(model_cfg.image)
     sd = export_timm.timm_state(model_tensors(model), image, int(model_cfg.embed_dim),
                                 bool(image.get("proj_bias")))
@@ -102,8 +101,6 @@ def save_hf(model: nnx.Module, model_cfg: ml_collections.ConfigDict, tokenizer_f
             step: int | None = None) -> str:
     """A BERT text tower as a Hugging Face BertModel folder (models/export_hf.py): model.safetensors,
     config.json, text_projection.safetensors and the tokenizer (vocab.txt for WordPiece)."""
-    from dermjax.models import export_hf
-
     text = dict(model_cfg.text)
     if (text.get("type") or "transformer") != "bert":
         raise DermjaxError("--format hf exports BERT text towers (model.text.type 'bert'); this model's text "
@@ -129,8 +126,6 @@ def save_open_clip(model: nnx.Module, model_cfg: ml_collections.ConfigDict, out_
     OUT/open_clip_visual.safetensors (`visual.*` keys), OUT/config.json (open_clip's model config:
     embed_dim, vision_cfg, a minimal text_cfg for building the CLIP, quick_gelu; the preprocessing;
     the load recipe). Raises DermjaxError, with the reason, for towers open_clip cannot compute."""
-    from dermjax.models import export_open_clip
-
     image = dict(model_cfg.image)
     vision, quick = export_open_clip.vision_cfg(image)
     sd = export_open_clip.open_clip_state(model_tensors(model), image, bool(image.get("proj_bias")))

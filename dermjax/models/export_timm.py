@@ -8,6 +8,8 @@ config is dermjax's image embedding before L2 normalization.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from dermjax.core.errors import DermjaxError
@@ -110,9 +112,7 @@ LOAD = ("from functools import partial; import json, torch; from safetensors.tor
 def build_timm(meta: dict):
     """The timm model a `--format timm` export's config.json describes (weights not loaded): what
     LOAD does, for tests and for users who have dermjax at hand."""
-    from functools import partial
-
-    import torch
+    import torch  # optional: the torch reference extra
     from timm.models.vision_transformer import VisionTransformer
 
     return VisionTransformer(**meta["timm_kwargs"], norm_layer=partial(torch.nn.LayerNorm, eps=meta["ln_eps"]))

@@ -20,10 +20,11 @@ import re
 
 import jax
 import numpy as np
+from flax import nnx
 
 from dermjax.core.paths import layout_of, param_path
 from dermjax.core.errors import DermjaxError
-from dermjax.models import layout
+from dermjax.core import layout
 from dermjax.models.tensor_files import read_tensors
 
 FORMATS = ("timm", "open_clip", "big_vision")
@@ -354,7 +355,7 @@ def apply(state, tensors: dict, where: str = "pretrained weights", prefix: str =
     a parameter left at its random init would change the source's function."""
     placed, uncovered = set(), []
     # Importers speak the per-layer, 2-D layout; the model stacks its blocks and keeps
-    # attention kernels head-major (dermjax.models.layout).
+    # attention kernels head-major (dermjax.core.layout).
     shapes, stacked = layout_of(state)
     strip = lambda keys: {k[len(prefix):]: v for k, v in keys.items() if k.startswith(prefix)}
     tensors = layout.to_model(tensors, strip(shapes), set(strip({k: 0 for k in stacked})))
@@ -393,8 +394,6 @@ def apply(state, tensors: dict, where: str = "pretrained weights", prefix: str =
 
 def load_into(model, tensors: dict, where: str = "pretrained weights", prefix: str = "") -> None:
     """In place, for a live nnx module (e.g. a lone ViT: prefix="image/" strips the tower name)."""
-    from flax import nnx
-
     params = nnx.state(model, nnx.Param)
     stripped = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     nnx.update(model, apply(params, stripped, where, complete=("",) if prefix else ()))

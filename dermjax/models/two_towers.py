@@ -12,8 +12,14 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from dermjax.core import sharding
 from dermjax.models import bert, text, vit
 from dermjax.models.transformer import dense
+
+
+def l2_normalize(x, eps: float = 1e-6):
+    """Unit rows; near-zero rows are scaled by 1/eps rather than divided by zero."""
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True).clip(eps)
 
 
 class TwoTowers(nnx.Module):
@@ -38,16 +44,14 @@ class TwoTowers(nnx.Module):
 
     def embed_images(self, images):
         h = self.image(images)
-        z = self.image_proj(jax.lax.stop_gradient(h) if self.freeze_image else h).astype(jnp.float32)
-        return z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-6)
+        return l2_normalize(self.image_proj(jax.lax.stop_gradient(h) if self.freeze_image else h).astype(jnp.float32))
 
     def embed_texts(self, tokens):
         return self.embed_text_features(self.text(tokens))
 
     def embed_text_features(self, h):
         """The text tower's output (e.g. cached, `dermjax.train.text_cache`) -> embeddings."""
-        z = self.text_proj(jax.lax.stop_gradient(h) if self.freeze_text else h).astype(jnp.float32)
-        return z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-6)
+        return l2_normalize(self.text_proj(jax.lax.stop_gradient(h) if self.freeze_text else h).astype(jnp.float32))
 
     def __call__(self, images, tokens):
         return self.embed_images(images), self.embed_texts(tokens)
@@ -91,3 +95,9 @@ def build(cfg: ml_collections.ConfigDict, vocab_size: int, rngs: nnx.Rngs) -> nn
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
     return MODELS[name](cfg, vocab_size, rngs)
+
+
+def abstract(cfg: ml_collections.ConfigDict, vocab_size: int, mesh: jax.sharding.Mesh):
+    """(graphdef, abstract state with target shardings, shardings) of the model of `cfg`
+    (the `model` section of a config), allocating nothing."""
+    return sharding.abstract_on(lambda: build(cfg, vocab_size, nnx.Rngs(0)), mesh)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from dermjax.core.errors import DermjaxError, TemporaryError
 from dermjax.core.io import write_json
 from dermjax.notes import ontology as O
-from dermjax.notes.verify import finding_state, known_fields
+from dermjax.notes.record import finding_state, known_fields
 
 __all__ = ["STYLES", "PROMPT_VERSION", "LLMConfig", "Completion", "ChatClient", "EndpointError",
            "resolve_config", "build_messages", "grounded_facts", "cache_key"]

@@ -314,7 +314,7 @@ MODALITY_TERMS = {
                      "modality: clinical", "photographed clinically", "clinically photographed"), "clinical"),
 }
 
-# Confirmation words count only next to a word saying the diagnosis was confirmed (see verify),
+# Confirmation words count only in a clause saying the diagnosis was confirmed (see scope.py),
 # since "follow-up advised" or "biopsy recommended" confirm nothing.
 CONFIRMATION_TERMS = {
     **dict.fromkeys(("histopathology", "histopathological", "histopathologically", "histopathologic",

@@ -34,7 +34,8 @@ from dermjax.core.errors import DermjaxError
 from dermjax.core.io import read_json, sha256_file, write_json, write_jsonl
 from dermjax.notes import llm as llm_lib
 from dermjax.notes import styles as styles_lib
-from dermjax.notes.verify import known_fields, verify
+from dermjax.notes.record import known_fields
+from dermjax.notes.rules import verify
 
 GENERATOR = "dermjax.notes.styles"
 OUTCOMES = ("accepted_first_try", "repaired", "regenerated", "rejected", "failed_request")

@@ -5,17 +5,10 @@ from __future__ import annotations
 
 import functools
 
-import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
-import optax
-from flax import nnx
 
 from dermjax.core import sharding
-from dermjax.train import losses, loop
-
-MAX_LOGIT_SCALE = float(np.log(100.0))
+from dermjax.train import loop, losses, step
 
 
 def make_loss_fn(loss_kind: str, mesh, label_aware: bool = False):
@@ -31,24 +24,14 @@ def make_train_step(graphdef, loss_kind: str, state_shardings, batch_sharding, l
     """The train step: forward both towers, contrastive loss, AdamW update. Donates the state."""
     contrastive_loss = make_loss_fn(loss_kind, batch_sharding.mesh, label_aware)
 
-    def step(state, batch):
-        model, opt = nnx.merge(graphdef, state)
+    def loss_fn(model, batch):
+        img, txt = model.embed_batch(batch)
+        return contrastive_loss(img, txt, model.logit_scale[...], model.logit_bias[...], batch["label"]), {}
 
-        def loss_fn(model):
-            img, txt = model.embed_batch(batch)
-            return contrastive_loss(img, txt, model.logit_scale[...], model.logit_bias[...], batch["label"])
+    def train_step(state, batch):
+        return step.apply_loss(graphdef, state, lambda model: loss_fn(model, batch))
 
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        opt.update(model, grads)
-        # CLIP's clamp: an unbounded temperature makes late training unstable.
-        model.logit_scale[...] = jnp.clip(model.logit_scale[...], 0.0, MAX_LOGIT_SCALE)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "temperature": jnp.exp(model.logit_scale[...])}
-        return nnx.state((model, opt)), metrics
-
-    return jax.jit(sharding.traced_on(batch_sharding.mesh, step), donate_argnums=0,
-                   in_shardings=(state_shardings, batch_sharding),
-                   out_shardings=(state_shardings, None))
+    return step.jit_step(train_step, batch_sharding.mesh, state_shardings, batch_sharding)
 
 
 class Contrastive(loop.Task):

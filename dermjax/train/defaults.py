@@ -1,8 +1,11 @@
 """Every config key the trainer reads, with its default. Experiment configs under configs/
 start from `base_config()` and change what they need, so a key is documented once."""
+import importlib.util
 import os
 
 import ml_collections
+
+from dermjax.core.errors import DermjaxError
 
 
 # The sizes a tower's `variant` fills in (vit.PRESETS / text.PRESETS).
@@ -20,6 +23,88 @@ def use_variant(c: ml_collections.ConfigDict, tower: str, variant: str, **keys) 
     c.model[tower].update({**{k: 0 for k in SIZE_KEYS[tower]}, "variant": variant, **keys})
 
 
+def _data_defaults() -> ml_collections.ConfigDict:
+    """config.data: the training shards and how they are read."""
+    d = ml_collections.ConfigDict()
+    d.shards = ""  # a dermjax-prep shards folder
+    d.tokenizer = ""  # default: the one named in the shards' manifest
+    d.batch_size = 128  # global, across all processes
+    d.workers = 0  # grain worker processes per host (0: decode in threads)
+    d.note_styles = ()  # empty: sample among all styles
+    d.on_bad_example = "error"  # or "skip": an undecodable record is logged and replaced
+    # Shard folders, image folders or manifest CSVs that must not share images with the training
+    # split; on overlap: "warn", "refuse" or "off" (dermjax-eval checks its benchmarks as well).
+    d.contamination = "warn"
+    d.contamination_against = ()
+    # With model.text.freeze: run the text tower once over all training notes before training
+    # and feed its cached outputs to the train step (dermjax/train/text_cache.py).
+    d.cache_text_features = True
+    d.text_cache_file = ""  # default WORKDIR/text_features.npz; reused when it fits
+    # Keep the notes of this fraction of the training patients only (a deterministic hash of the
+    # patient id, splits.keeps_notes); the others' images are unpaired (the distill trainer
+    # learns from them, the contrastive trainer leaves them out).
+    d.paired_fraction = 1.0
+    return d
+
+
+def _model_defaults() -> ml_collections.ConfigDict:
+    """config.model: the two towers and the shared embedding."""
+    d = ml_collections.ConfigDict()
+    d.name = "two_towers"
+    d.dtype = "float32"  # "bfloat16" on accelerators (params stay float32)
+    d.remat = False  # recompute block activations in the backward pass
+    # What a rematerialized block keeps: "full" (its input only) or "dots" (also the projection
+    # and MLP matmul outputs; attention scores and elementwise ops are recomputed).
+    d.remat_policy = "full"
+    # Run the stacked blocks with jax.lax.scan (compile time independent of depth; the
+    # accelerator configs' choice) or unrolled; the parameters and checkpoints are the same.
+    d.scan = False
+    d.embed_dim = 128
+    d.init_logit_scale = 2.3  # log(1 / temperature) at the start
+    d.init_logit_bias = -10.0  # SigLIP's bias at the start (CLIP ignores it)
+    # ViT: explicit sizes, or variant="B/16" (vit.PRESETS); pool "gap" | "cls" | "map"; options
+    # for imported weights in vit.OPTIONS. init: a timm / open_clip / big_vision weights file
+    # (.safetensors, .pth/.bin, .npz; init_format "auto" detects which); freeze: 0 learning rate
+    # and no backward pass through the tower; proj_bias: a bias in the projection (SigLIP's head).
+    d.image = dict(variant="", size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512, pool="gap",
+                   init="", init_format="auto", freeze=False, proj_bias=False,
+                   # how imported weights compute (vit.OPTIONS; pretrained.vit_options gives
+                   # each source's): LayerNorm eps, GELU form, class token with gap pooling,
+                   # LayerNorm before the encoder / after pooling, input normalization.
+                   # class_token is a typed None: unset follows pool (a class token only
+                   # for pool "cls", vit.VisionTransformer); a bool overrides it.
+                   ln_eps=1e-6, act="tanh", class_token=ml_collections.config_dict.placeholder(bool),
+                   pre_norm=False, norm_pooled=False, pixel_mean=(0.5, 0.5, 0.5), pixel_std=(0.5, 0.5, 0.5))
+    # Text: type "transformer" (explicit sizes, or variant="B": text.PRESETS) or "bert" (init: a
+    # Hugging Face folder with config.json, weights and tokenizer.json/vocab.txt, whose WordPiece
+    # tokenizer then replaces the shards' one; pool "cls" | "pooler" | "mean").
+    # pool: "" is the tower's own (transformer: mean over real tokens; bert: "cls"). BERT keys
+    # left at 0 / "" come from init's config.json (bert.ARCH_KEYS).
+    d.text = dict(type="transformer", variant="", max_len=48, width=128, depth=2, heads=4, mlp_dim=512,
+                  init="", pool="", freeze=False, proj_bias=False,
+                  vocab_size=0, max_positions=0, type_vocab_size=0, ln_eps=0.0, act="", pad_id=0)
+    # Benchmarks that build a model without a tokenizer size its token table from this (0:
+    # training always takes the tokenizer's size).
+    d.vocab_size = 0
+    return d
+
+
+def _distill_defaults() -> ml_collections.ConfigDict:
+    """config.distill: the teacher and losses of trainer "distill"."""
+    d = ml_collections.ConfigDict()
+    d.teacher = ""  # a dermjax-train workdir, or WORKDIR/checkpoints/STEP
+    d.teacher_embed_dim = 0  # filled in from the teacher (sizes the projection head)
+    d.unpaired_ratio = 0.5  # fraction of each batch that is unpaired images
+    d.unpaired_shards = ()  # more shard folders read as images only (notes never read)
+    d.embed_loss = "cosine"  # or "l2"
+    d.temperature = 0.05  # of both softmaxes over the text bank
+    d.bank_notes = 64  # paired training notes in the text bank, beside the class prompts
+    d.prompts = ""  # prompt file for the bank's class prompts (default: the eval prompts)
+    # Loss weights; "pseudo" (> 0) turns on the teacher's nearest bank note as a caption.
+    d.weights = dict(contrastive=1.0, embed=1.0, similarity=1.0, classes=0.0, pseudo=0.0)
+    return d
+
+
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
@@ -27,63 +112,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss = "clip"  # or "siglip"
     c.label_aware = False  # same-class pairs count as positives too
 
-    c.data = ml_collections.ConfigDict()
-    c.data.shards = ""  # a dermjax-prep shards folder
-    c.data.tokenizer = ""  # default: the one named in the shards' manifest
-    c.data.batch_size = 128  # global, across all processes
-    c.data.workers = 0  # grain worker processes per host (0: decode in threads)
-    c.data.note_styles = ()  # empty: sample among all styles
-    c.data.on_bad_example = "error"  # or "skip": an undecodable record is logged and replaced
-    # Shard folders, image folders or manifest CSVs that must not share images with the training
-    # split; on overlap: "warn", "refuse" or "off" (dermjax-eval checks its benchmarks as well).
-    c.data.contamination = "warn"
-    c.data.contamination_against = ()
-    # With model.text.freeze: run the text tower once over all training notes before training
-    # and feed its cached outputs to the train step (dermjax/train/text_cache.py).
-    c.data.cache_text_features = True
-    c.data.text_cache_file = ""  # default WORKDIR/text_features.npz; reused when it fits
-    # Keep the notes of this fraction of the training patients only (a deterministic hash of the
-    # patient id, splits.keeps_notes); the others' images are unpaired (the distill trainer
-    # learns from them, the contrastive trainer leaves them out).
-    c.data.paired_fraction = 1.0
-
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "two_towers"
-    c.model.dtype = "float32"  # "bfloat16" on accelerators (params stay float32)
-    c.model.remat = False  # recompute block activations in the backward pass
-    # What a rematerialized block keeps: "full" (its input only) or "dots" (also the projection
-    # and MLP matmul outputs; attention scores and elementwise ops are recomputed).
-    c.model.remat_policy = "full"
-    # Run the stacked blocks with jax.lax.scan (compile time independent of depth; the
-    # accelerator configs' choice) or unrolled; the parameters and checkpoints are the same.
-    c.model.scan = False
-    c.model.embed_dim = 128
-    c.model.init_logit_scale = 2.3  # log(1 / temperature) at the start
-    c.model.init_logit_bias = -10.0  # SigLIP's bias at the start (CLIP ignores it)
-    # ViT: explicit sizes, or variant="B/16" (vit.PRESETS); pool "gap" | "cls" | "map"; options
-    # for imported weights in vit.OPTIONS. init: a timm / open_clip / big_vision weights file
-    # (.safetensors, .pth/.bin, .npz; init_format "auto" detects which); freeze: 0 learning rate
-    # and no backward pass through the tower; proj_bias: a bias in the projection (SigLIP's head).
-    c.model.image = dict(variant="", size=64, patch=8, width=128, depth=3, heads=4, mlp_dim=512, pool="gap",
-                         init="", init_format="auto", freeze=False, proj_bias=False,
-                         # how imported weights compute (vit.OPTIONS; pretrained.vit_options gives
-                         # each source's): LayerNorm eps, GELU form, class token with gap pooling,
-                         # LayerNorm before the encoder / after pooling, input normalization.
-                         # class_token is a typed None: unset follows pool (a class token only
-                         # for pool "cls", vit.VisionTransformer); a bool overrides it.
-                         ln_eps=1e-6, act="tanh", class_token=ml_collections.config_dict.placeholder(bool),
-                         pre_norm=False, norm_pooled=False, pixel_mean=(0.5, 0.5, 0.5), pixel_std=(0.5, 0.5, 0.5))
-    # Text: type "transformer" (explicit sizes, or variant="B": text.PRESETS) or "bert" (init: a
-    # Hugging Face folder with config.json, weights and tokenizer.json/vocab.txt, whose WordPiece
-    # tokenizer then replaces the shards' one; pool "cls" | "pooler" | "mean").
-    # pool: "" is the tower's own (transformer: mean over real tokens; bert: "cls"). BERT keys
-    # left at 0 / "" come from init's config.json (bert.ARCH_KEYS).
-    c.model.text = dict(type="transformer", variant="", max_len=48, width=128, depth=2, heads=4, mlp_dim=512,
-                        init="", pool="", freeze=False, proj_bias=False,
-                        vocab_size=0, max_positions=0, type_vocab_size=0, ln_eps=0.0, act="", pad_id=0)
-    # Benchmarks that build a model without a tokenizer size its token table from this (0:
-    # training always takes the tokenizer's size).
-    c.model.vocab_size = 0
+    c.data = _data_defaults()
+    c.model = _model_defaults()
 
     # groups: ((regex over parameter paths, lr multiplier), ...); multiplier 0 freezes.
     c.optimizer = dict(lr=1e-3, warmup_steps=50, end_lr_fraction=0.02, weight_decay=0.05,
@@ -108,17 +138,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     # trainer = "distill" (dermjax/train/distill.py): a frozen teacher guides the student on
     # unpaired images; batch_size counts paired + unpaired rows.
-    c.distill = ml_collections.ConfigDict()
-    c.distill.teacher = ""  # a dermjax-train workdir, or WORKDIR/checkpoints/STEP
-    c.distill.teacher_embed_dim = 0  # filled in from the teacher (sizes the projection head)
-    c.distill.unpaired_ratio = 0.5  # fraction of each batch that is unpaired images
-    c.distill.unpaired_shards = ()  # more shard folders read as images only (notes never read)
-    c.distill.embed_loss = "cosine"  # or "l2"
-    c.distill.temperature = 0.05  # of both softmaxes over the text bank
-    c.distill.bank_notes = 64  # paired training notes in the text bank, beside the class prompts
-    c.distill.prompts = ""  # prompt file for the bank's class prompts (default: the eval prompts)
-    # Loss weights; "pseudo" (> 0) turns on the teacher's nearest bank note as a caption.
-    c.distill.weights = dict(contrastive=1.0, embed=1.0, similarity=1.0, classes=0.0, pseudo=0.0)
+    c.distill = _distill_defaults()
     return c
 
 
@@ -131,10 +151,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     """Checks a config before a run writes anything: sizes positive, names known, the mesh
     buildable from `num_devices`, the files it names present. Raises DermjaxError (one line,
     exit status 2 from the command lines) naming the key."""
-    import os
-
+    # core.sharding imports JAX; configs import this module and load without it.
     from dermjax.core.sharding import mesh_shape
-    from dermjax.core.errors import DermjaxError
 
     def positive(key: str, value, zero_ok: bool = False):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and not zero_ok):
@@ -193,10 +211,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
 def load_config(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
     """`get_config(arg)` of the config file at `path`, loaded by file name (as --config does),
     so one config can build on another from any working directory."""
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
-

@@ -24,14 +24,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 
 from dermjax.data import pipeline, shards
 from dermjax.core.errors import DermjaxError
 from dermjax.models.transformer import dense
+from dermjax.models.two_towers import l2_normalize
 from dermjax.core import sharding
-from dermjax.train import checkpoint, contrastive, loop
+from dermjax.core import checkpoint
+from dermjax.eval import benchmarks
+from dermjax.eval.evaluate import Embedder
+from dermjax.models.restore import restore_model
+from dermjax.train import contrastive, loop, step
 
 EMBED_LOSSES = ("cosine", "l2")
 LOSS_TERMS = ("contrastive", "embed", "similarity", "classes", "pseudo")
@@ -39,19 +43,15 @@ LOSS_TERMS = ("contrastive", "embed", "similarity", "classes", "pseudo")
 
 def add_heads(model: nnx.Module, cfg: ml_collections.ConfigDict, rngs: nnx.Rngs) -> None:
     """The student's projection onto the teacher's embedding width, where the widths differ.
-    Called by state._build after the towers, so towers initialize as in a contrastive model."""
+    Added after the towers (Task.add_heads), so they initialize as in a contrastive model."""
     width = int(cfg.distill.get("teacher_embed_dim") or 0)
     if width and width != cfg.model.embed_dim:
         model.distill_proj = dense(cfg.model.embed_dim, width, (None, None), rngs, jnp.float32, use_bias=False)
 
 
-def _normalize(x):
-    return x / jnp.linalg.norm(x, axis=-1, keepdims=True).clip(1e-6)
-
-
 def embed_loss(kind: str, student, teacher):
     """Per-example distance between L2-normalized embeddings, averaged."""
-    student = _normalize(student)
+    student = l2_normalize(student)
     if kind == "cosine":
         return (1.0 - (student * teacher).sum(-1)).mean()
     if kind == "l2":
@@ -84,14 +84,12 @@ class TextBank:
         self.avg = avg
 
     def embed(self, text_embeddings):
-        return _normalize(self.avg @ text_embeddings)
+        return l2_normalize(self.avg @ text_embeddings)
 
 
 def build_bank(cfg: ml_collections.ConfigDict, paired: list[int], reader) -> TextBank:
     """Class prompts for every class of the training split + `distill.bank_notes` notes drawn
     (deterministically from the seed) from the paired training records: never a withheld note."""
-    from dermjax.eval import benchmarks
-
     manifest = shards.load_manifest(cfg.data.shards)
     counts = manifest["splits"]["train"]["classes"]
     prompts = benchmarks.load_prompts(cfg.distill.get("prompts") or None)
@@ -123,8 +121,7 @@ def make_train_step(graphdef, cfg: ml_collections.ConfigDict, state_shardings, b
     pseudo_loss = contrastive.make_loss_fn(cfg.loss, mesh, label_aware=True)
     tau = float(d.temperature)
 
-    def step(state, teacher, bank, batch):
-        model, opt = nnx.merge(graphdef, state)
+    def train_step(state, teacher, bank, batch):
         unpaired = batch["unpaired_image"]
         t_in = unpaired
         if teacher_image_size != unpaired.shape[1]:
@@ -141,7 +138,7 @@ def make_train_step(graphdef, cfg: ml_collections.ConfigDict, state_shardings, b
             img, txt = model(batch["image"], batch["tokens"])
             terms = {"contrastive": contrastive_loss(img, txt, scale, bias, batch["label"])}
             s_img = model.embed_images(unpaired)
-            s_bank = _normalize(bank["avg"] @ model.embed_texts(bank["tokens"]))
+            s_bank = l2_normalize(bank["avg"] @ model.embed_texts(bank["tokens"]))
             proj = getattr(model, "distill_proj", None)
             terms["embed"] = embed_loss(d.embed_loss, s_img if proj is None else proj(s_img), t_img)
             s_logits = s_img @ s_bank.T
@@ -155,25 +152,17 @@ def make_train_step(graphdef, cfg: ml_collections.ConfigDict, state_shardings, b
             total = sum(weights[k] * v for k, v in terms.items() if weights[k])
             return total, terms
 
-        (loss, terms), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-        opt.update(model, grads)
-        model.logit_scale[...] = jnp.clip(model.logit_scale[...], 0.0, contrastive.MAX_LOGIT_SCALE)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "temperature": jnp.exp(model.logit_scale[...]),
-                   **{f"loss_{k}": v for k, v in terms.items()}}
-        return nnx.state((model, opt)), metrics
+        return step.apply_loss(graphdef, state, loss_fn)
 
-    bank_sharding = sharding.replicated(mesh)
-    return jax.jit(sharding.traced_on(mesh, step), donate_argnums=0,
-                   in_shardings=(state_shardings, teacher_shardings, bank_sharding, batch_sharding),
-                   out_shardings=(state_shardings, None))
+    return step.jit_step(train_step, mesh, state_shardings, teacher_shardings, sharding.replicated(mesh),
+                         batch_sharding)
 
 
 class Distill(loop.Task):
+    add_heads = staticmethod(add_heads)
+
     def __init__(self, cfg, tokenizer, mesh):
         super().__init__(cfg, tokenizer, mesh)
-        from dermjax.eval.evaluate import Embedder
-
         d = cfg.distill
         if not d.get("teacher"):
             raise DermjaxError("distill.teacher: give the teacher's dermjax-train workdir (or WORKDIR/checkpoints/STEP)")
@@ -191,16 +180,16 @@ class Distill(loop.Task):
                                    f"size {dp} x {n_proc} processes")
 
         # --- the frozen teacher, on this mesh --------------------------------------------------
-        workdir, step = checkpoint.resolve(d.teacher)
-        tcfg, ttok, tgraph, tstate, self.teacher_step = checkpoint.restore_workdir(workdir, mesh, step)
-        self.teacher = Embedder.from_train_state(tgraph, tstate, tcfg, ttok, mesh, self.teacher_step)
-        self.teacher_cfg = tcfg
+        teacher_workdir, teacher_step = checkpoint.resolve(d.teacher)
+        teacher = restore_model(teacher_workdir, mesh, teacher_step)
+        self.teacher = Embedder.from_restored(teacher, mesh)
+        self.teacher_step, self.teacher_cfg = teacher.step, teacher.cfg
+        tcfg = teacher.cfg
         d.teacher_embed_dim = int(tcfg.model.embed_dim)  # sizes the student's projection head
 
         # --- the text bank: the teacher's embeddings now, the student's tokens for every step --
-        reader = pipeline.training_reader(cfg.data.shards)
-        paired, _ = pipeline.paired_indices(reader, float(cfg.data.get("paired_fraction", 1.0)))
-        self.bank = build_bank(cfg, paired, reader)
+        paired, _ = pipeline.paired_indices(self.reader, float(cfg.data.get("paired_fraction", 1.0)))
+        self.bank = build_bank(cfg, paired, self.reader)
         self.bank_arrays = jax.device_put(
             {"tokens": tokenizer.encode(self.bank.texts), "avg": self.bank.avg,
              "teacher": np.asarray(self.bank.embed(self.teacher.texts(self.bank.texts)))},

@@ -16,26 +16,36 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from dermjax.data import pipeline, shards
-from dermjax.data.tokenizer import Tokenizer, open_tokenizer, workdir_name
+from jax.experimental import multihost_utils
+
+from dermjax.data import overlap, pipeline, shards
+from dermjax.eval import benchmarks, evaluate
+from dermjax.core.tokenizer import Tokenizer, open_tokenizer, workdir_name
 from dermjax.core.errors import DermjaxError
 from dermjax.core.io import sha256_file, write_bytes
 from dermjax.core import sharding
 from dermjax.train import defaults, state as state_lib, text_cache, towers, watchdog
-from dermjax.train.checkpoint import Checkpointer
+from dermjax.core.checkpoint import Checkpointer
 from dermjax.train.metric_writer import MetricWriter
 
 
 class Task(abc.ABC):
-    """What a trainer adds to the loop (contrastive.Contrastive, distill.Distill). Built after the mesh and tokenizer exist and before the
-    state is created, so it may complete `cfg` (what it writes there lands in config.json)."""
+    """What a trainer adds to the loop (contrastive.Contrastive, distill.Distill). Built after
+    the mesh and tokenizer exist and before the state is created, so it may complete `cfg`
+    (what it writes there lands in config.json)."""
 
     # True when the train step accepts "text_features" in place of "tokens" (a frozen text tower's
     # cached outputs, dermjax/train/text_cache.py).
     uses_text_features = False
+    # add_heads(model, cfg, rngs): modules the trainer adds to the model (after its towers, so
+    # they initialize as without them); trained and checkpointed with it, unused by evaluation.
+    add_heads = None
 
     def __init__(self, cfg: ml_collections.ConfigDict, tokenizer: Tokenizer, mesh: jax.sharding.Mesh):
         self.cfg, self.tokenizer, self.mesh = cfg, tokenizer, mesh
+        # The training split, opened (every shard checked against the manifest) once per run;
+        # the input streams and the trainer's own reads share it.
+        self.reader = pipeline.training_reader(cfg.data.shards)
 
     def input_iterator(self, start_batch: int = 0):
         """This process's batches of the global stream, from global batch `start_batch` on."""
@@ -46,7 +56,7 @@ class Task(abc.ABC):
     def stream_options(self, start_batch: int) -> dict:
         """The input-pipeline arguments every trainer's stream takes from the config."""
         cfg = self.cfg
-        return dict(tokenizer=self.tokenizer, image_size=cfg.model.image.size, seed=cfg.seed,
+        return dict(reader=self.reader, tokenizer=self.tokenizer, image_size=cfg.model.image.size, seed=cfg.seed,
                     process_index=jax.process_index(), process_count=jax.process_count(),
                     workers=cfg.data.workers, note_styles=tuple(cfg.data.get("note_styles", ())),
                     on_bad_example=cfg.data.get("on_bad_example", "error"), start_batch=start_batch,
@@ -83,8 +93,6 @@ def check_contamination(cfg: ml_collections.ConfigDict, workdir: str, is_main: b
 
     Every process runs the same deterministic check, so under "refuse" all of them stop.
     """
-    from dermjax.data import overlap
-
     mode = cfg.data.get("contamination", "warn")
     against = [p for p in (cfg.data.get("contamination_against") or ()) if p]
     if mode not in ("warn", "refuse", "off"):
@@ -103,54 +111,13 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
     cfg = towers.resolve_config(cfg)
     is_main = jax.process_index() == 0
     log = print if is_main else (lambda *a, **k: None)
-
-    # --- mesh -----------------------------------------------------------------------------
-    mesh = sharding.make_mesh(dict(cfg.mesh))
-    n_proc = jax.process_count()
-    dp = sharding.data_parallel_size(mesh)
-    if cfg.data.batch_size % (n_proc * dp):
-        raise DermjaxError(f"batch_size {cfg.data.batch_size} is not divisible by the data-parallel "
-                           f"size {dp} x {n_proc} processes")
-    log(f"mesh {dict(mesh.shape)} over {jax.device_count()} {jax.devices()[0].platform} devices, "
-        f"{n_proc} process(es)")
-
+    mesh = _make_mesh(cfg, log)
     check_contamination(cfg, workdir, is_main)
 
-    # --- input pipeline -------------------------------------------------------------------
     tokenizer = open_tokenizer(tokenizer_path(cfg), cfg.model.text.max_len)
     task = task_cls(cfg, tokenizer, mesh)
-    input_iterator = task.input_iterator
-    data_iter = input_iterator()
-
-    # --- model and optimizer state --------------------------------------------------------
     ckpt = Checkpointer(workdir, keep=cfg.keep_checkpoints, keep_every=cfg.get("keep_every") or None)
-    graphdef, abstract, state_shardings = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
-    # Saved by a run with another process count, a checkpoint has no iterator state for this
-    # one: one batch per step, so batch `step` of the global stream is where this run continues.
-    iterator_for = lambda step: data_iter if ckpt.has_iterator_state(step) else None
-    state, start, restored_iter = ckpt.restore_newest(abstract, iterator_for, move_damaged=True,
-                                                      log=log if is_main else (lambda text: None))
-    if start is not None:
-        log(f"resuming from {ckpt.directory}/{start}")
-        if restored_iter is None:
-            log(f"no data-iterator state for {n_proc} process(es) at step {start}; "
-                f"continuing the input stream at batch {start}")
-            data_iter = input_iterator(start)
-    else:
-        start = 0
-        _, state, _ = state_lib.create_state(cfg, tokenizer.vocab_size, mesh, log)
-        if is_main:
-            # The workdir is self-contained: the evaluator needs only it. Paths are stored
-            # absolute, so the evaluator's contamination check finds the training shards from
-            # wherever it runs.
-            saved = cfg.copy_and_resolve_references()
-            for key in ("shards", "tokenizer"):
-                if saved.data.get(key) and "://" not in saved.data[key]:
-                    saved.data[key] = os.path.abspath(saved.data[key])
-            write_bytes(os.path.join(workdir, "config.json"),
-                        saved.to_json_best_effort(indent=2, sort_keys=True).encode())
-            with open(tokenizer_path(cfg), "rb") as f:
-                write_bytes(os.path.join(workdir, workdir_name(tokenizer_path(cfg))), f.read())
+    graphdef, state, state_shardings, start, data_iter = _initial_state(cfg, workdir, task, ckpt, log)
     if start >= cfg.total_steps:
         log(f"training already complete: step {start} of {cfg.total_steps} in {workdir}")
         ckpt.close()
@@ -160,25 +127,80 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
 
     # Frozen text tower: its outputs for every training note, computed once (None otherwise).
     cached_text = text_cache.build(cfg, graphdef, state, tokenizer, mesh, log,
-                                   cfg.data.get("text_cache_file") or os.path.join(workdir, "text_features.npz")
-                                   ) if task.uses_text_features else None
+                                   cfg.data.get("text_cache_file") or os.path.join(workdir, "text_features.npz"),
+                                   reader=task.reader) if task.uses_text_features else None
     cached_text = cached_text or (lambda b: b)
-    batch_sharding = sharding.batch_sharding(mesh)
-    train_step = task.make_train_step(graphdef, state_shardings, batch_sharding)
-
-    # --- loop -----------------------------------------------------------------------------
-    writer = MetricWriter(workdir, enabled=is_main)
+    train_step = task.make_train_step(graphdef, state_shardings, sharding.batch_sharding(mesh))
+    next_batch = lambda: sharding.global_batch(cached_text(next(data_iter)), mesh)
     evaluator = PeriodicEval(cfg, graphdef, tokenizer, mesh)
+    last, step, stopped = _loop(cfg, workdir, train_step, next_batch, state, start, ckpt, evaluator, data_iter, log)
+    if stopped:
+        return {"step": step, "complete": False, **last}
+    log(f"done: step {cfg.total_steps}, loss {last.get('loss', float('nan')):.4f}, "
+        f"{last.get('examples_per_sec', 0):.1f} examples/s; checkpoints in {ckpt.directory}")
+    return {"step": cfg.total_steps, "complete": True, **last}
+
+
+def _make_mesh(cfg: ml_collections.ConfigDict, log) -> jax.sharding.Mesh:
+    mesh = sharding.make_mesh(dict(cfg.mesh))
+    n_proc, dp = jax.process_count(), sharding.data_parallel_size(mesh)
+    if cfg.data.batch_size % (n_proc * dp):
+        raise DermjaxError(f"batch_size {cfg.data.batch_size} is not divisible by the data-parallel "
+                           f"size {dp} x {n_proc} processes")
+    log(f"mesh {dict(mesh.shape)} over {jax.device_count()} {jax.devices()[0].platform} devices, "
+        f"{n_proc} process(es)")
+    return mesh
+
+
+def _initial_state(cfg, workdir: str, task: Task, ckpt: Checkpointer, log):
+    """(graphdef, state, state shardings, start step, input iterator): restored from the newest
+    readable checkpoint, or fresh (then the workdir gets its config and tokenizer)."""
+    vocab, mesh = task.tokenizer.vocab_size, task.mesh
+    data_iter = task.input_iterator()
+    graphdef, abstract, state_shardings = state_lib.abstract_state(cfg, vocab, mesh, task.add_heads)
+    # Saved by a run with another process count, a checkpoint has no iterator state for this
+    # one: one batch per step, so batch `step` of the global stream is where this run continues.
+    iterator_for = lambda step: data_iter if ckpt.has_iterator_state(step) else None
+    quiet = jax.process_index() != 0
+    state, start, restored_iter = ckpt.restore_newest(abstract, iterator_for, move_damaged=True,
+                                                      log=(lambda text: None) if quiet else log)
+    if start is not None:
+        log(f"resuming from {ckpt.directory}/{start}")
+        if restored_iter is None:
+            log(f"no data-iterator state for {jax.process_count()} process(es) at step {start}; "
+                f"continuing the input stream at batch {start}")
+            data_iter = task.input_iterator(start)
+        return graphdef, state, state_shardings, start, data_iter
+    _, state, _ = state_lib.create_state(cfg, vocab, mesh, log, task.add_heads)
+    if not quiet:
+        _write_workdir(cfg, workdir)
+    return graphdef, state, state_shardings, 0, data_iter
+
+
+def _write_workdir(cfg: ml_collections.ConfigDict, workdir: str) -> None:
+    """The workdir is self-contained: the evaluator needs only it. Paths are stored absolute, so
+    the evaluator's contamination check finds the training shards from wherever it runs."""
+    saved = cfg.copy_and_resolve_references()
+    for key in ("shards", "tokenizer"):
+        if saved.data.get(key) and "://" not in saved.data[key]:
+            saved.data[key] = os.path.abspath(saved.data[key])
+    write_bytes(os.path.join(workdir, "config.json"), saved.to_json_best_effort(indent=2, sort_keys=True).encode())
+    with open(tokenizer_path(cfg), "rb") as f:
+        write_bytes(os.path.join(workdir, workdir_name(tokenizer_path(cfg))), f.read())
+
+
+def _loop(cfg, workdir, train_step, next_batch, state, start, ckpt, evaluator, data_iter, log):
+    """Steps start+1 .. total_steps, or until a stop signal: (last logged metrics, last step,
+    whether a signal stopped it)."""
+    is_main = jax.process_index() == 0
+    writer = MetricWriter(workdir, enabled=is_main)
     stop = StopSignal(every=int(cfg.get("stop_check_every") or 1))
     bar = tqdm(total=cfg.total_steps, initial=start, desc="train", unit="step", disable=not is_main)
     pending = None  # metrics of the previous step: reading them never stalls the device queue
-    t0, seen = time.perf_counter(), 0
-    last = {}
-    step = start
+    t0, seen, last, step = time.perf_counter(), 0, {}, start
     try:
         for step in range(start + 1, cfg.total_steps + 1):
-            batch = sharding.global_batch(cached_text(next(data_iter)), mesh)
-            state, metrics = train_step(state, batch)
+            state, metrics = train_step(state, next_batch())
             watchdog.progress(step)
             if pending is not None:
                 last = _report(pending, writer, bar, t0, seen, cfg, ckpt) or last
@@ -195,16 +217,14 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]) -> d
             if stopping:
                 ckpt.wait()
                 log(f"stopped by {stop.name} at step {step}; checkpoint saved, rerun to resume")
-                return {"step": step, "complete": False, **last}
+                return last, step, True
         last = _report(pending, writer, bar, t0, seen, cfg, ckpt) or last
     finally:
         stop.restore()
         bar.close()
         ckpt.close()
         writer.close()
-    log(f"done: step {cfg.total_steps}, loss {last.get('loss', float('nan')):.4f}, "
-        f"{last.get('examples_per_sec', 0):.1f} examples/s; checkpoints in {ckpt.directory}")
-    return {"step": cfg.total_steps, "complete": True, **last}
+    return last, step, False
 
 
 class StopSignal:
@@ -235,7 +255,6 @@ class StopSignal:
             if step % self.every:
                 return False
             # All hosts must stop at the same step, or the collective save would hang.
-            from jax.experimental import multihost_utils
             flag = bool(multihost_utils.process_allgather(np.int32(flag)).max())
             if flag and self.name is None:
                 self.name = "a signal on another host"
@@ -254,8 +273,6 @@ class PeriodicEval:
         self.cfg, self.graphdef, self.tokenizer, self.mesh = cfg, graphdef, tokenizer, mesh
         self.bench = None
         if self.every:
-            from dermjax.eval import benchmarks
-
             manifest = shards.load_manifest(cfg.data.shards)
             if manifest["splits"].get("val", {}).get("count", 0):
                 self.bench = benchmarks.from_shards(cfg.data.shards, "val")
@@ -268,8 +285,6 @@ class PeriodicEval:
         return bool(self.every) and (step % self.every == 0 or step == self.cfg.total_steps)
 
     def __call__(self, state, step: int) -> dict:
-        from dermjax.eval import evaluate
-
         embedder = evaluate.Embedder.from_train_state(self.graphdef, state, self.cfg, self.tokenizer,
                                                       self.mesh, step)
         r = evaluate.evaluate_benchmark(embedder, self.bench, self.prompts)

@@ -10,7 +10,7 @@ class MetricWriter:
         self.enabled = enabled
         if not enabled:
             return
-        from tensorboard.summary import Writer
+        from tensorboard.summary import Writer  # imports TensorFlow's summary stack: only where written
 
         self._tb = Writer(os.path.join(workdir, "tensorboard"))
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")

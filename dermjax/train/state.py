@@ -1,4 +1,8 @@
-"""Model + optimizer, created directly on the mesh with the shardings of the rules table."""
+"""The train state, created directly on the mesh with the shardings of the rules table.
+
+The state is a dict {"model": the two-tower model (plus any heads the trainer's Task adds),
+"opt": its optimizer}; checkpoints store it under the same names.
+"""
 from __future__ import annotations
 
 import functools
@@ -12,6 +16,7 @@ from flax import nnx
 
 from dermjax.models import two_towers
 from dermjax.core import sharding
+from dermjax.core.train_state import MODEL, OPT
 from dermjax.core.paths import param_path
 from dermjax.train import towers
 
@@ -57,38 +62,35 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
                        optax.multi_transform(updates, labels))
 
 
-def _build(cfg: ml_collections.ConfigDict, vocab_size: int, seed: int):
+def _build(cfg: ml_collections.ConfigDict, vocab_size: int, seed: int, add_heads=None) -> dict:
     rngs = nnx.Rngs(seed)
     model = two_towers.build(cfg.model, vocab_size, rngs)
-    if cfg.get("trainer") == "distill":
-        from dermjax.train import distill
-
-        distill.add_heads(model, cfg, rngs)  # after the towers: they initialize as without it
+    if add_heads is not None:
+        add_heads(model, cfg, rngs)  # after the towers: they initialize as without it
     opt = nnx.Optimizer(model, make_optimizer(towers.optimizer_config(cfg), cfg.total_steps), wrt=nnx.Param)
-    return model, opt
+    return {MODEL: model, OPT: opt}
 
 
-def abstract_state(cfg: ml_collections.ConfigDict, vocab_size: int, mesh: jax.sharding.Mesh):
-    """(graphdef, state of ShapeDtypeStructs with target shardings, shardings), no allocation."""
-    abstract = nnx.eval_shape(lambda: _build(cfg, vocab_size, cfg.seed))
-    graphdef, state = nnx.split(abstract)
-    shardings = sharding.state_shardings(state, mesh)
-    state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
-    return graphdef, state, shardings
+def abstract_state(cfg: ml_collections.ConfigDict, vocab_size: int, mesh: jax.sharding.Mesh, add_heads=None):
+    """(graphdef, state of ShapeDtypeStructs with target shardings, shardings), no allocation.
+    `add_heads(model, cfg, rngs)`: the trainer's extra modules (Task.add_heads)."""
+    return sharding.abstract_on(lambda: _build(cfg, vocab_size, cfg.seed, add_heads), mesh)
 
 
-def create_state(cfg: ml_collections.ConfigDict, vocab_size: int, mesh: jax.sharding.Mesh, log=print):
+def create_state(cfg: ml_collections.ConfigDict, vocab_size: int, mesh: jax.sharding.Mesh, log=print,
+                 add_heads=None):
     """Initializes parameters inside jit so each device materializes only its own shards, then
     puts in any pretrained weights the config names (model.image.init / model.text.init)."""
-    graphdef, _, shardings = abstract_state(cfg, vocab_size, mesh)
+    graphdef, _, shardings = abstract_state(cfg, vocab_size, mesh, add_heads)
 
     @functools.partial(jax.jit, out_shardings=shardings)
     def init():
-        return nnx.state(_build(cfg, vocab_size, cfg.seed))
+        return nnx.state(_build(cfg, vocab_size, cfg.seed, add_heads))
 
     return graphdef, towers.load_pretrained(cfg, init(), log), shardings
 
 
 def param_count(state) -> int:
-    model_state = state[0] if isinstance(state, (tuple, list)) else state
+    """Parameters of the model in a train state (or of a model state)."""
+    model_state = state[MODEL] if MODEL in state else state
     return sum(int(jnp.size(x)) for x in jax.tree.leaves(nnx.filter_state(model_state, nnx.Param)))

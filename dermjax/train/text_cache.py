@@ -24,6 +24,7 @@ from dermjax.data import shards
 from dermjax.core.errors import DermjaxError
 from dermjax.core.io import atomic_path
 from dermjax.core import sharding
+from dermjax.core.train_state import model_part
 
 
 class TextFeatureCache:
@@ -53,10 +54,13 @@ def _tower(model_graph, mesh, model_state, tokens):
         return nnx.merge(model_graph, model_state).text(tokens)
 
 
-def training_texts(shard_dir: str, note_styles: tuple[str, ...] = ()) -> list[str]:
-    """Every note the pipeline can pick from the training split ("" for examples without one)."""
+def training_texts(split, note_styles: tuple[str, ...] = ()) -> list[str]:
+    """Every note the pipeline can pick from the training split ("" for examples without one).
+    `split`: the split already open (a ShardReader), or the shard folder."""
+    examples = (split.example(i) for i in range(len(split))) if not isinstance(split, str) \
+        else shards.read_split(split, "train")
     texts = set()
-    for ex in shards.read_split(shard_dir, "train"):
+    for ex in examples:
         notes = [n["text"] for n in ex["notes"] if not note_styles or n["style"] in note_styles]
         texts.update(notes or [""])
     return sorted(texts)
@@ -66,18 +70,14 @@ def tower_features(model_graph, model_state, tokens: np.ndarray, mesh, batch_siz
     """The text tower's outputs for token rows, in batches sharded over the mesh. Rows are run
     shortest first with trailing padding columns cut (padding is masked, so this is exact)."""
     batch = -(-batch_size // mesh.devices.size) * mesh.devices.size
-    place = sharding.batch_sharding(mesh)
     order = np.argsort((tokens != 0).sum(1), kind="stable")
     out = np.zeros((len(tokens), 0), np.float32)
+    tower = lambda x: _tower(model_graph, mesh, model_state, x)
     for i in range(0, len(tokens), batch):
         idx = order[i:i + batch]
         width = min(tokens.shape[1], -(-int((tokens[idx] != 0).sum(1).max()) // 8) * 8)  # few shapes to compile
-        chunk = tokens[idx, :width]
-        pad = batch - len(chunk)
-        chunk = np.concatenate([chunk, np.zeros((pad, width), chunk.dtype)]) if pad else chunk
-        # Every process holds all notes: each places its own shards, then gathers the result.
-        x = jax.make_array_from_callback(chunk.shape, place, lambda ix, c=chunk: c[ix])
-        feats = sharding.to_host(_tower(model_graph, mesh, model_state, x)).astype(np.float32)[: batch - pad]
+        rows = lambda a, b, idx=idx, width=width: tokens[idx[a:b], :width]
+        feats = sharding.map_padded(tower, len(idx), rows, batch, (width,), mesh)[0].astype(np.float32)
         if not out.shape[1]:
             out = np.zeros((len(tokens), feats.shape[1]), np.float32)
         out[idx] = feats
@@ -93,15 +93,16 @@ def fingerprint(model_state, tokens: np.ndarray) -> str:
 
 
 def build(cfg: ml_collections.ConfigDict, graphdef, state, tokenizer, mesh, log=print,
-          path: str | None = None, batch_size: int = 256) -> TextFeatureCache | None:
+          path: str | None = None, batch_size: int = 256, reader=None) -> TextFeatureCache | None:
     """The cache for this run, or None when the text tower trains (or caching is off). Reuses
-    the features saved at `path` when their fingerprint matches."""
+    the features saved at `path` when their fingerprint matches. `reader`: the training split,
+    if already open."""
     if not (cfg.model.text.get("freeze") and cfg.data.get("cache_text_features", True)):
         return None
     t0 = time.perf_counter()
-    tokens = np.unique(tokenizer.encode(training_texts(cfg.data.shards, tuple(cfg.data.get("note_styles", ())))),
-                       axis=0)
-    model_graph, model_state = nnx.split(nnx.merge(graphdef, state)[0])
+    notes = training_texts(reader or cfg.data.shards, tuple(cfg.data.get("note_styles", ())))
+    tokens = np.unique(tokenizer.encode(notes), axis=0)
+    model_graph, model_state = model_part(graphdef, state)
     key = fingerprint(model_state, tokens)
     if path and os.path.isfile(path):
         with np.load(path) as z:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from dermjax.core.train_state import MODEL
 from dermjax.models import bert, pretrained
 
 # Parameter-path regexes (dermjax.core.paths.param_path) of each tower.
@@ -52,11 +53,11 @@ def tokenizer_path(cfg: ml_collections.ConfigDict) -> str | None:
 
 
 def load_pretrained(cfg: ml_collections.ConfigDict, state, log=print):
-    """The fresh train state (model, optimizer) with the configured pretrained weights in place."""
+    """The fresh train state {"model", "opt"} with the configured pretrained weights in place."""
     tensors, towers = pretrained.for_model_config(cfg.model)
     if not tensors:
         return state
     sources = [cfg.model[t].init for t in ("image", "text") if cfg.model[t].get("init")]
     log(f"pretrained weights: {len(tensors)} tensors from {', '.join(sources)}")
-    # The train state is nnx.state((model, optimizer)): the model's parameters sit under "0/".
-    return pretrained.apply(state, tensors, where=" + ".join(sources), prefix="0/", complete=towers)
+    # Only the model's parameters: the optimizer's moments mirror the same paths under "opt/".
+    return pretrained.apply(state, tensors, where=" + ".join(sources), prefix=f"{MODEL}/", complete=towers)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import ctypes
 import os
 import signal
 import socket
@@ -75,7 +76,7 @@ def local_device_ids_from_env() -> list[int] | None:
 def initialize(auto: bool, settings: Settings) -> bool:
     """jax.distributed.initialize from DERMJAX_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID, or
     (auto) from the cluster (TPU VM, SLURM). Returns whether this is a multi-process run."""
-    import jax
+    import jax  # here, not at the top: the supervisor imports this module and must not start JAX
 
     kw = dict(initialization_timeout=settings.init_timeout,
               heartbeat_timeout_seconds=settings.heartbeat_timeout,
@@ -261,7 +262,7 @@ _active: Watchdog | None = None
 
 def start(settings: Settings, workdir: str) -> Watchdog:
     """The watchdog of this (multi-process) run; the training loop reports steps via `progress`."""
-    import jax
+    import jax  # see initialize
     from jax._src import distributed
 
     global _active
@@ -295,8 +296,6 @@ def stop(state: str = "done", error: str | None = None) -> None:
 def _die_with_parent() -> None:
     """The trainer must not outlive a killed parent (it would hold the devices and the port)."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass

@@ -92,6 +92,7 @@ class WordPieceTokenizer:
     """
 
     def __init__(self, path: str, max_len: int, lowercase: bool = True):
+        # tokenizers (Rust) is imported only for BERT text towers.
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers.implementations import BertWordPieceTokenizer
 
@@ -112,7 +113,7 @@ class WordPieceTokenizer:
     @property
     def tok(self):
         if self._tok is None:
-            from tokenizers import Tokenizer as HFTokenizer
+            from tokenizers import Tokenizer as HFTokenizer  # as in __init__
 
             self._tok = HFTokenizer.from_str(self._json)
             self._tok.enable_truncation(self.max_len)

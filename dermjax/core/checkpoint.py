@@ -10,7 +10,6 @@ with it; with no readable checkpoint left, the error is one line (exit status 2)
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -18,15 +17,16 @@ import time
 import grain
 import jax
 import jax.numpy as jnp
-import numpy as np
-import ml_collections
 import orbax.checkpoint as ocp
+import tensorstore as ts
 from etils import epath
+from jax.experimental import multihost_utils
 from flax import nnx
 
-from dermjax.core.paths import layout_of
+from dermjax.core import layout
 from dermjax.core.errors import DermjaxError
-from dermjax.models import layout
+from dermjax.core.paths import layout_of
+from dermjax.core.train_state import MODEL, OPT, UNNAMED
 
 
 class Checkpointer:
@@ -55,18 +55,17 @@ class Checkpointer:
         name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
         return os.path.exists(os.path.join(self.directory, str(step), "data_iter", name))
 
-    def readable(self, step: int, prefix: str = "") -> str | None:
+    def readable(self, step: int, params_only: bool = False) -> str | None:
         """Why the saved train state of `step` cannot be read, or None when its metadata and
-        every array's header (under `prefix`, e.g. "0." for the parameters) read back.
+        every array's header (of the model's parameters only, with `params_only`) read back.
 
         Checked synchronously with tensorstore before orbax is asked: an orbax restore that
         fails half way leaves background tasks printing tracebacks long after the error."""
-        import tensorstore as ts
-
         path = os.path.join(self.directory, str(step), "state")
         if not os.path.isfile(os.path.join(path, "_METADATA")):
             return "its _METADATA file is missing"
         try:
+            prefix = self._disk_names(step)[MODEL] + "." if params_only else ""
             kv = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{path}"}).result()
             headers = [k for k in kv.list().result() if k.endswith(b".zarray") and k.startswith(prefix.encode())]
             if not headers:
@@ -75,7 +74,7 @@ class Checkpointer:
                 if kv.read(key).result().state != "value":
                     return f"array header {key.decode()} is missing"
         except Exception as e:  # noqa: BLE001 - tensorstore raises ValueError/OSError subclasses
-            return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            return first_line(e)
         return None
 
     def stored_shapes(self, step: int) -> dict[str, tuple]:
@@ -93,34 +92,39 @@ class Checkpointer:
 
     def restore(self, step: int, abstract: nnx.State, data_iter=None, *, model: str = "the model",
                 params_only: bool = False) -> nnx.State:
-        """`abstract`: state of ShapeDtypeStructs with target shardings (any mesh). `model`
-        names the model's origin in the error raised when the checkpoint does not fit it.
-
-        params_only: `abstract` is the train state, but only its model part (item 0) is read;
-        the optimizer state stays on disk (evaluation, a distillation teacher). The optimizer
-        entries of the returned state are left abstract.
+        """`abstract`: ShapeDtypeStructs with target shardings (any mesh): the train state
+        {"model", "opt"}, or with `params_only` the model's state alone, read without the
+        optimizer (evaluation, a distillation teacher); parameters a trainer added for training
+        only (a distillation head: a model entry the model has no attribute for) stay on disk.
+        `model` names the model's origin in the error raised when the checkpoint does not fit.
 
         Checkpoints in the per-layer layout of dermjax before its stacked, head-major one
-        (dermjax.models.layout) are converted while restoring."""
-        target = nnx.to_pure_dict(abstract)
+        (dermjax.core.layout), or with the unnamed (model, opt) train state, are converted while
+        restoring."""
+        target = {MODEL: nnx.to_pure_dict(abstract)} if params_only else nnx.to_pure_dict(abstract)
+        names = self._disk_names(step)
+        target = {names[k]: v for k, v in target.items()}
         stored, want = self.stored_shapes(step), _shapes(target)
         if params_only:
-            target = {k: v for k, v in target.items() if str(k) == "0"}
-            stored = {k: v for k, v in stored.items() if k.startswith("0/")}
-            want = {k: v for k, v in want.items() if k.startswith("0/")}
+            stored = _without_heads(stored, want)
         problem = _first_difference(stored, want)
-        if problem and not _converts_to(stored, want, layout_of(abstract)[1]):
+        stacked = _stacked_on_disk(abstract, names, params_only)
+        if problem and not _converts_to(stored, want, stacked):
             raise DermjaxError(f"{self.directory}/{step}: checkpoint does not match {model} "
                                f"(another model config?): {problem}")
         if problem:
-            restored = self._restore_converted(step, abstract, target, data_iter, params_only)
+            restored = self._restore_converted(step, target, stacked, data_iter, params_only)
         else:
             restored = self._read(step, target, data_iter, params_only)
+        restored = {name: restored[disk] for name, disk in names.items() if disk in restored}
         state = jax.tree.map(lambda x: x, abstract)  # a fresh container to fill
-        if params_only:
-            restored = {**nnx.to_pure_dict(state), **restored}
-        nnx.replace_by_pure_dict(state, restored)
+        nnx.replace_by_pure_dict(state, restored[MODEL] if params_only else restored)
         return state
+
+    def _disk_names(self, step: int) -> dict[str, str]:
+        """{name in the train state: top-level key in checkpoint `step`}."""
+        tops = {k.split("/", 1)[0] for k in self.stored_shapes(step)}
+        return dict(UNNAMED) if "0" in tops else {MODEL: MODEL, OPT: OPT}
 
     def _read(self, step: int, target: dict, data_iter, partial: bool) -> dict:
         """The stored train state, shaped and sharded as `target`; with `partial`, only the
@@ -136,7 +140,7 @@ class Checkpointer:
             items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
         return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
-    def _restore_converted(self, step, abstract, target, data_iter, partial):
+    def _restore_converted(self, step, target, stacked, data_iter, partial):
         """Reads the checkpoint in its stored (per-layer) layout, replicated, then converts each
         tensor to the model's layout and places it with the target sharding."""
         meta = ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory) / str(step) / "state")
@@ -144,11 +148,12 @@ class Checkpointer:
         whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         stored_target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=whole), meta)
         if partial:
-            stored_target = {k: v for k, v in stored_target.items() if str(k) == "0"}
+            stored_target = {k: v for k, v in stored_target.items() if k in target}
+            for k, entries in stored_target.items():
+                stored_target[k] = {name: v for name, v in entries.items() if name in target[k]}
         restored = self._read(step, stored_target, data_iter, partial)
         flat = {_key(p): x for p, x in jax.tree_util.tree_leaves_with_path(restored)}
-        shapes, stacked = layout_of(abstract)
-        converted = layout.to_model(flat, shapes, stacked, xp=jnp)
+        converted = layout.to_model(flat, _shapes(target), stacked, xp=jnp)
         place = lambda path, t: jax.jit(lambda x: x.astype(t.dtype), out_shardings=t.sharding)(converted[_key(path)])
         return jax.tree_util.tree_map_with_path(place, target)
 
@@ -163,7 +168,7 @@ class Checkpointer:
         tried = []
         for step in steps:
             data_iter = data_iter_for(step) if data_iter_for else None
-            reason = self.readable(step, "0." if params_only else "")
+            reason = self.readable(step, params_only)
             if reason is None:
                 try:
                     return (self.restore(step, abstract, data_iter, model=model, params_only=params_only),
@@ -173,7 +178,7 @@ class Checkpointer:
                         raise
                     reason = str(e)
                 except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many types
-                    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                    reason = first_line(e)
             tried.append(step)
             older = [s for s in steps if s < step]
             log(f"warning: {self.directory}/{step}: checkpoint cannot be read ({reason}); "
@@ -192,8 +197,6 @@ class Checkpointer:
             if os.path.isdir(src):
                 os.replace(src, f"{src}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             multihost_utils.sync_global_devices(f"dermjax-checkpoint-{step}-moved")
         self.manager.reload()
 
@@ -203,6 +206,11 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def first_line(error: Exception) -> str:
+    """An exception as one short line (orbax and tensorstore errors run to pages)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def _key(path) -> str:
@@ -238,6 +246,23 @@ class _Shape:
         return _Shape((len(parts),) + parts[0].shape)
 
 
+def _stacked_on_disk(abstract, names: dict, params_only: bool) -> set[str]:
+    """The stacked-layer parameter paths of `abstract`, named as in the checkpoint."""
+    _, stacked = layout_of(abstract)
+    if params_only:
+        stacked = {f"{MODEL}/{k}" for k in stacked}
+    rename = lambda k: "/".join([names[k.split("/", 1)[0]], *k.split("/")[1:]])
+    return {rename(k) for k in stacked}
+
+
+def _without_heads(stored: dict, want: dict) -> dict:
+    """`stored` restricted to the model entries of `want`: a parameter under a module the model
+    does not have (a head a trainer added, e.g. distillation's projection) is not compared."""
+    module = lambda k: "/".join(k.split("/")[:2])
+    modules = {module(k) for k in want}
+    return {k: v for k, v in stored.items() if module(k) in modules}
+
+
 def _converts_to(stored: dict, want: dict, stacked: set) -> bool:
     """Whether the per-layer layout conversion turns the stored shapes into exactly `want`."""
     if not layout.is_canonical(stored):
@@ -253,42 +278,3 @@ def resolve(path: str) -> tuple[str, int | None]:
     if os.path.basename(path).isdigit() and os.path.basename(parent) == "checkpoints":
         return os.path.dirname(parent), int(os.path.basename(path))
     return path, None
-
-
-def restore_workdir(workdir: str, mesh: jax.sharding.Mesh, step: int | None = None, *, params_only: bool = True):
-    """A finished (or running) dermjax-train workdir -> (config, tokenizer, graphdef, state, step),
-    the state on `mesh` with the shardings of the rules table (latest step unless given).
-    params_only (the default): the optimizer state is not read and stays abstract in `state`."""
-    from dermjax.data.tokenizer import from_workdir
-    from dermjax.train import state as state_lib
-
-    cfg_path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(cfg_path):
-        raise DermjaxError(f"{cfg_path}: not found; is {workdir} a dermjax-train workdir?")
-    with open(cfg_path) as f:
-        cfg = ml_collections.ConfigDict(json.load(f))
-    tokenizer = from_workdir(workdir, cfg.model.text.max_len)
-    ckpt = Checkpointer(workdir, async_save=False)
-    try:
-        graphdef, abstract, _ = state_lib.abstract_state(cfg, tokenizer.vocab_size, mesh)
-        where = f"the model of {cfg_path}"
-        if step is None:  # the newest checkpoint that can be read
-            state, step, _ = ckpt.restore_newest(abstract, model=where, params_only=params_only)
-            if step is None:
-                raise DermjaxError(f"{ckpt.directory}: no checkpoint to restore")
-        else:
-            if step not in ckpt.manager.all_steps():
-                raise DermjaxError(f"{ckpt.directory}/{step}: no such checkpoint")
-            reason = ckpt.readable(step, "0." if params_only else "")
-            if reason:
-                raise DermjaxError(f"{ckpt.directory}/{step}: checkpoint cannot be read ({reason})")
-            try:
-                state = ckpt.restore(step, abstract, model=where, params_only=params_only)
-            except DermjaxError:
-                raise
-            except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many types
-                raise DermjaxError(f"{ckpt.directory}/{step}: checkpoint cannot be read "
-                                   f"({(str(e).strip().splitlines() or [type(e).__name__])[0][:200]})") from None
-    finally:
-        ckpt.close()
-    return cfg, tokenizer, graphdef, state, step

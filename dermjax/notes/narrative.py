@@ -8,9 +8,9 @@ the same way, so the notes stay grounded: nothing the record leaves unknown is e
 """
 from __future__ import annotations
 
-from dermjax.notes.ontology import BODY_SITE_PARENT, FINDINGS
+from dermjax.notes.ontology import BODY_SITE_PARENT
 from dermjax.notes.record import cached_known_fields
-from dermjax.notes.wording import (DECADES, ROMAN_NUMERALS, SITE_WORDS, Rng, colors_presence_sentence, join_words,
+from dermjax.notes.wording import (DECADES, ROMAN_NUMERALS, SITE_WORDS, Rng, colors_sentence, join_words,
                                    number_words, partition_findings, with_article)
 
 __all__ = ["narrative_note"]
@@ -264,17 +264,9 @@ class _Narrator:
 
 
 def _narrative_colors(raw, rng: Rng) -> str:
-    word = rng.choice(("colors", "colours"))
-    if isinstance(raw, (list, tuple)):
-        colors = [c for c in (str(x).strip().lower() for x in raw) if c in FINDINGS["colors"]]
-        if len(colors) != len(raw):
-            return ""
-        if colors:
-            listed = join_words(colors)
-            return _sentence(rng.choice((f"the {word} are {listed}", f"{word} seen: {listed}",
-                                         f"the lesion is {listed} in {word[:-1]}",
-                                         f"{listed} {word} are present")))
-    return colors_presence_sentence(raw, word)
+    return colors_sentence(raw, rng, lambda word, listed: (
+        f"the {word} are {listed}", f"{word} seen: {listed}", f"the lesion is {listed} in {word[:-1]}",
+        f"{listed} {word} are present"), finish=_sentence)
 
 
 def _plan_presentation_first(n: _Narrator, rng: Rng) -> list:

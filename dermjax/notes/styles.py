@@ -12,7 +12,7 @@ from __future__ import annotations
 from dermjax.notes.ontology import BODY_SITE_PARENT, FINDING_LABELS, FINDINGS
 from dermjax.notes.narrative import narrative_note
 from dermjax.notes.record import cached_known_fields, finding_state
-from dermjax.notes.wording import (DECADES, ROMAN_NUMERALS, SITE_WORDS, Rng, colors_presence_sentence, join_words,
+from dermjax.notes.wording import (DECADES, ROMAN_NUMERALS, SITE_WORDS, Rng, colors_sentence, join_words,
                                    number_words, partition_findings, with_article)
 
 __all__ = ["STYLES", "caption_note", "make_note", "narrative_note", "report_note", "template_note"]
@@ -101,16 +101,8 @@ def _findings_sentences(findings: dict, rng: Rng) -> list:
 
 
 def _colors_sentence(raw, rng: Rng) -> str:
-    word = rng.choice(("colors", "colours"))
-    if isinstance(raw, (list, tuple)):
-        colors = [c for c in (str(x).strip().lower() for x in raw) if c in FINDINGS["colors"]]
-        if len(colors) != len(raw):
-            return ""
-        if colors:
-            listed = join_words(colors)
-            return rng.choice((f"{word.capitalize()}: {listed}.", f"The lesion shows {listed} {word}.",
-                               f"{word.capitalize()} present: {listed}."))
-    return colors_presence_sentence(raw, word)
+    return colors_sentence(raw, rng, lambda word, listed: (
+        f"{word.capitalize()}: {listed}.", f"The lesion shows {listed} {word}.", f"{word.capitalize()} present: {listed}."))
 
 
 def template_note(record: dict, seed: int) -> str:

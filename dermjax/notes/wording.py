@@ -167,3 +167,16 @@ def colors_presence_sentence(raw, word: str) -> str:
     if state == "absent":
         return f"No {word} are described."
     return ""
+
+
+def colors_sentence(raw, rng: Rng, phrasings, finish=lambda s: s) -> str:
+    """The recorded colours as one of `phrasings(word, listed)` (finished by `finish`); "" when
+    an entry of the list is not a known colour; a presence sentence for present/absent."""
+    word = rng.choice(("colors", "colours"))
+    if isinstance(raw, (list, tuple)):
+        colors = [c for c in (str(x).strip().lower() for x in raw) if c in FINDINGS["colors"]]
+        if len(colors) != len(raw):
+            return ""
+        if colors:
+            return finish(rng.choice(phrasings(word, join_words(colors))))
+    return colors_presence_sentence(raw, word)

@@ -113,6 +113,27 @@ def test_manifest_label_outside_the_groups_is_an_error_unless_mapped(tmp_path):
         load_records("manifest", str(tmp_path / "m.csv"))
 
 
+def test_manifest_text_columns_keep_to_the_vocabularies(tmp_path):
+    """Sex, modality, confirmation and body site become the vocabulary's words (the notes and
+    the verifier read them); a cell outside it is an error naming line and column."""
+    from dermjax.data.sources import manifest as manifest_source
+
+    path = tmp_path / "m.csv"
+    path.write_text("image_path,label,sex,modality,confirmation,body_site\n"
+                    "a.jpg,melanoma,M,Dermoscopy,Histology,Scalp\n"
+                    "b.jpg,nevus,female,clinical,,back\n")
+    a, b = manifest_source.load(str(path))
+    assert (a["sex"], a["modality"], a["confirmation"], a["body_site"]) == (
+        "male", "dermoscopic", "histopathology", "scalp")
+    assert (b["sex"], b["modality"], b["confirmation"], b["body_site"]) == ("female", "clinical", None, "back")
+    for column, bad in (("sex", "x"), ("modality", "xray"), ("confirmation", "guess"), ("body_site", "elbowish")):
+        cells = {"sex": "f", "modality": "clinical", "confirmation": "", "body_site": "back", column: bad}
+        path.write_text("image_path,label,sex,modality,confirmation,body_site\n"
+                        f"a.jpg,nevus,{cells['sex']},{cells['modality']},{cells['confirmation']},{cells['body_site']}\n")
+        with pytest.raises(DermjaxError, match=rf"m.csv:2: {column} '{bad}' is not one of "):
+            manifest_source.load(str(path))
+
+
 def test_tokenizer_pads_truncates_and_pickles(tiny_shards):
     import pickle
 

@@ -266,6 +266,36 @@ PH2_HEADER = ("||      Name     || Histological Diagnosis || Clinical Diagnosis 
               "         Colors          ||")
 
 
+
+def test_derm7pt_benchmark_scores_the_published_test_split(tmp_path):
+    """The release's index files choose the test cases (0-based rows of meta.csv), and the
+    result's info says which split and which label mapping were used."""
+    from dermjax.eval import benchmarks
+
+    root = tmp_path / "derm7pt" / "release_v0"
+    dx = ["basal cell carcinoma", "melanoma", "clark nevus", "dermatofibroma", "melanoma", "blue nevus"]
+    rows = []
+    for i, d in enumerate(dx, 1):
+        rows.append([str(i), d, "1", "absent", "absent", "absent", "absent", "absent", "absent", "absent",
+                     "low", "flat", "back", "female", f"C/c{i}.jpg", f"D/d{i}.jpg", "", ""])
+        write_image(str(root / "images" / "C" / f"c{i}.jpg"))
+        write_image(str(root / "images" / "D" / f"d{i}.jpg"))
+    write_csv(str(root / "meta" / "meta.csv"), DERM7PT_HEADER, rows)
+    for name, idx in (("train", [0, 2, 3]), ("valid", [5]), ("test", [1, 4])):
+        write_csv(str(root / "meta" / f"{name}_indexes.csv"), ["indexes"], [[i] for i in idx])
+    recs = load_records("derm7pt", str(tmp_path / "derm7pt"))
+    assert {r["image_id"]: r["source_split"] for r in recs if r["modality"] == "dermoscopic"} == {
+        "1-dermoscopic": "train", "2-dermoscopic": "test", "3-dermoscopic": "train", "4-dermoscopic": "train",
+        "5-dermoscopic": "test", "6-dermoscopic": "val"}
+    bench = benchmarks.load_named(benchmarks.REGISTRY["derm7pt"], str(tmp_path))
+    assert sorted(bench.image_ids) == ["2-clinical", "2-dermoscopic", "5-clinical", "5-dermoscopic"]
+    assert bench.info["split"].startswith("published test split")
+    assert bench.info["label_mapping"] == {"melanoma": "melanoma"} and bench.info["native_counts"] == {"melanoma": 4}
+    # A row in two index files is an error naming the file and line.
+    write_csv(str(root / "meta" / "test_indexes.csv"), ["indexes"], [[1], [0]])
+    with pytest.raises(DermjaxError, match=r"test_indexes.csv:3: row 0 is also in the train split"):
+        load_records("derm7pt", str(tmp_path / "derm7pt"))
+
 def test_ph2_fixture(tmp_path):
     lines = [
         "||" + "-" * 60 + "||",
@@ -552,3 +582,11 @@ def test_diagnosis_names():
     assert diagnosis_of("Merkel cell carcinoma") == ("other", "merkel cell carcinoma", "malignant")
     assert diagnosis_of("pseudolymphoma") == ("other", "pseudolymphoma", None)
     assert diagnosis_of("Epidermoid_Cyst") == ("other", "epidermoid cyst", "benign")
+
+
+def test_ph2_names_the_table_it_reads(tmp_path):
+    (tmp_path / "PH2_dataset.xlsx").write_bytes(b"")
+    with pytest.raises(DermjaxError, match=r"PH2_dataset.txt: not found; PH2 is read from the release's text "
+                                           r"table PH2_dataset.txt .*found PH2_dataset.xlsx, which is not read"):
+        load_records("ph2", str(tmp_path))
+

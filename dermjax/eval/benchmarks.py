@@ -12,6 +12,7 @@ specific diagnosis each record carries, e.g. SD-198's 198 conditions).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -153,7 +154,7 @@ REGISTRY: dict[str, Spec] = {s.name: s for s in (
     # internal
     Spec("bcn20000", "BCN20000", "internal", "bcn20000", "bcn20000", "published"),
     Spec("derm12345", "DERM12345", "internal", "derm12345", "derm12345", "published"),
-    Spec("derm7pt", "Derm7pt", "internal", "derm7pt", "derm7pt", "patient"),
+    Spec("derm7pt", "Derm7pt", "internal", "derm7pt", "derm7pt", "published"),
     Spec("dermnet", "DermNet", "internal", "dermnet", "dermnet", "published", prompts="clinical.json"),
     Spec("fluo_sc", "FLUO_SC", "internal", "fluo_sc", "fluo_sc", "published", prompts="fluorescence.json"),
     Spec("mra_midas", "MRA-MIDAS", "internal", "mra_midas", "mra_midas", "patient", prompts="clinical.json"),
@@ -181,6 +182,15 @@ class MetadataOnly(DermjaxError):
     """The set is present as metadata, but none of its images are on disk."""
 
 
+def split_used(spec: Spec, records: list[dict]) -> str:
+    """Which images of the set are scored, in words for the result JSON."""
+    if spec.split == "all":
+        return "all images"
+    if spec.split == "published" and any(r.get("source_split") for r in records):
+        return "published test split (the set's own split files)"
+    return "dermjax's test split by patient (dermjax.data.splits, as the shard writer)"
+
+
 def test_records(spec: Spec, records: list[dict]) -> list[dict]:
     if spec.modality:
         records = [r for r in records if r.get("modality") == spec.modality]
@@ -193,7 +203,7 @@ def test_records(spec: Spec, records: list[dict]) -> list[dict]:
     return [r for r in records if splits.split_of(r) == "test"]
 
 
-def from_records(spec: Spec, records: list[dict], notes_per_image: int = 1) -> Benchmark:
+def from_records(spec: Spec, records: list[dict], notes_per_image: int = 1, split: str | None = None) -> Benchmark:
     where = f"benchmark {spec.name}"
     if not records:
         raise DermjaxError(f"{where}: no records in its test split")
@@ -219,8 +229,11 @@ def from_records(spec: Spec, records: list[dict], notes_per_image: int = 1) -> B
         modality=[r.get("modality") for r in records],
         patient_ids=[r.get("patient_id") for r in records], prompts=spec.prompts,
         groups=[GROUP_INDEX[r["diagnosis_group"]] for r in records],
-        info={"title": spec.title, "role": spec.role, "source": spec.source, "split": spec.split,
-              "modality": spec.modality})
+        info={"title": spec.title, "role": spec.role, "source": spec.source, "split": split or spec.split,
+              "modality": spec.modality,
+              # The source's diagnoses as scored: each one's class, and how many images it has.
+              "label_mapping": {d: g for d, g in sorted({(r["diagnosis"], r["diagnosis_group"]) for r in records})},
+              "native_counts": dict(sorted(collections.Counter(r["diagnosis"] for r in records).items()))})
 
 
 def resolve(names: str, data_root: str) -> tuple[list[Spec], list[tuple[str, str]]]:
@@ -243,7 +256,8 @@ def resolve(names: str, data_root: str) -> tuple[list[Spec], list[tuple[str, str
 
 def load_named(spec: Spec, data_root: str, notes_per_image: int = 1) -> Benchmark:
     records = spec.adapter(os.path.join(data_root, spec.folder))
-    return from_records(spec, test_records(spec, records), notes_per_image)
+    kept = [r for r in records if not spec.modality or r.get("modality") == spec.modality]
+    return from_records(spec, test_records(spec, records), notes_per_image, split_used(spec, kept))
 
 
 def load_prompts(path: str | None = None) -> dict:

@@ -6,6 +6,10 @@ patient_id, so splits keep them together. The seven-point criteria were scored o
 dermoscopic image, but they describe the lesion, so both records carry them as findings.
 Pigmentation "diffuse"/"localized" and the kind of regression (blue, white areas) have no
 place in docs/formats.md section 4; the source words are kept under "finding_detail".
+
+The release's own split (meta/train_indexes.csv, valid_indexes.csv, test_indexes.csv: 0-based
+row numbers of meta.csv) is kept as "source_split" (train, val, test), so the benchmark scores
+the published test cases.
 """
 from __future__ import annotations
 
@@ -104,14 +108,36 @@ def _score(value, where: str):
     return number_of(value, where, "seven_point_score", 0, 10, "a seven-point score 0..10", whole=True)
 
 
+SPLIT_FILES = {"train": "train_indexes.csv", "val": "valid_indexes.csv", "test": "test_indexes.csv"}
+
+
+def published_split(root: str, n_rows: int) -> dict[int, str]:
+    """{row of meta.csv: split} from the release's index files; {} when it has none."""
+    out: dict[int, str] = {}
+    for split, name in SPLIT_FILES.items():
+        path = os.path.join(root, "meta", name)
+        if not os.path.isfile(path):
+            continue
+        for row in read_rows(path, ("indexes",)):
+            where = f"{path}:{row.line}"
+            i = number_of(row["indexes"], where, "indexes", 0, n_rows - 1, f"a row of meta.csv (0..{n_rows - 1})",
+                          whole=True)
+            if i is None:
+                continue
+            if out.setdefault(i, split) != split:
+                raise DermjaxError(f"{where}: row {i} is also in the {out[i]} split")
+    return out
+
+
 def load(root: str) -> list[dict]:
     if not os.path.isfile(os.path.join(root, META)) and os.path.isfile(os.path.join(root, "release_v0", META)):
         root = os.path.join(root, "release_v0")
     path = os.path.join(root, META)
     rows = read_rows(path, REQUIRED)
+    split = published_split(root, len(rows))
     images = os.path.join(os.path.abspath(root), "images")
     out = []
-    for row in rows:
+    for i, row in enumerate(rows):
         where = f"{path}:{row.line}"
         case = text(row["case_num"])
         if not case:
@@ -133,5 +159,5 @@ def load(root: str) -> list[dict]:
                 finding_detail=dict(detail) or None,
                 seven_point_score=_score(row["seven_point_score"], where),
                 diagnostic_difficulty=text(row["level_of_diagnostic_difficulty"]).lower() or None,
-                management=text(row.get("management")).lower() or None))
+                management=text(row.get("management")).lower() or None, source_split=split.get(i)))
     return out

@@ -72,6 +72,13 @@ def _read(path: str) -> list[tuple[int, dict]]:
 
 def load(root: str) -> list[dict]:
     path = os.path.join(root, TABLE)
+    if not os.path.isfile(path) and os.path.isdir(root):
+        # The set also circulates as a spreadsheet export whose layout differs from release to
+        # release; the text table of the release is the one with a fixed layout.
+        exports = sorted(f for f in os.listdir(root) if f.lower().startswith("ph2") and f != TABLE)
+        found = f"; found {', '.join(exports)}, which is not read" if exports else ""
+        raise DermjaxError(f"{path}: not found; PH2 is read from the release's text table {TABLE} "
+                           f"(the '||'-separated file beside 'PH2 Dataset images'){found}")
     images = os.path.join(os.path.abspath(root), IMAGES)
     out = []
     for lineno, row in _read(path):

@@ -57,7 +57,7 @@ def _forms(shape, names, mesh, drop: set):
 
 
 def _params(abstract):
-    for path, v in jax.tree_util.tree_leaves_with_path(abstract[0], is_leaf=lambda x: isinstance(x, nnx.Variable)):
+    for path, v in jax.tree_util.tree_leaves_with_path(abstract["model"], is_leaf=lambda x: isinstance(x, nnx.Variable)):
         if isinstance(v, nnx.Param):
             yield jax.tree_util.keystr(path), tuple(v.get_value().shape), v.get_metadata().get("out_sharding") or ()
 

@@ -610,27 +610,31 @@ def test_cli_killed_midway_resumes(data_root, records, server, tmp_path):
 
 
 def test_cli_failed_requests_exit_75_unless_allowed_and_rerun_retries_them(data_root, records, server, tmp_path):
-    """Issue 15: a notes run whose requests failed used to exit 0."""
+    """Issue 15: a notes run whose requests failed used to exit 0. Issue 16: the message counted
+    failed notes as records (two styles failing on one record read "2 of N records")."""
     broken = records[2]["image_id"]
     server.respond = lambda info: (("status", 502, {}) if info["record"]["image_id"] == broken
                                    else server.faithful(info))
     out = str(tmp_path / "n.jsonl")
-    args = ["--source", "synthetic", "--root", data_root, "--out", out, "--styles", "template,llm",
-            *llm_flags(server), "--llm-retries", "1"]
+    args = ["--source", "synthetic", "--root", data_root, "--out", out, "--styles", "template,llm,llm_unconstrained",
+            # Concurrency 3: a rerun whose only requests are the two failing ones must not read as
+            # an endpoint that never answers (that check stops after one wave of failures).
+            *llm_flags(server, concurrency=3), "--llm-retries", "1"]
     p = prep(*args)
     assert p.returncode == 75, p.stderr
     assert p.stderr.strip().splitlines()[-1] == (
-        f"error: {out}: 1 of {N_RECORDS} records lack a note because their LLM requests failed; rerun the "
-        "same command to retry only those, or pass --allow-failures to accept the notes as they are")
+        f"error: {out}: 2 LLM notes are missing (1 of {N_RECORDS} records) because their requests failed; "
+        "rerun the same command to retry only those, or pass --allow-failures to accept the notes as they are")
     assert len(read_rows(out)) == N_RECORDS  # written, and kept for the rerun
     p = prep(*args, "--allow-failures")
-    assert p.returncode == 0 and "1 notes failed on LLM requests and are left out" in p.stdout, p.stderr
+    assert p.returncode == 0 and "2 LLM notes failed on their requests (1 records)" in p.stdout, p.stderr
     server.respond = server.faithful
     sent = len(server.log)
     p = prep(*args)
     assert p.returncode == 0, p.stderr
     assert {e["image_id"] for e in server.log[sent:]} == {broken}
-    assert [n["style"] for n in next(r for r in read_rows(out) if r["image_id"] == broken)["notes"]] == ["template", "llm"]
+    row = next(r for r in read_rows(out) if r["image_id"] == broken)
+    assert [n["style"] for n in row["notes"] + row["rejected"]] == ["template", "llm", "llm_unconstrained"]
 
 
 def test_endpoint_that_stops_answering_is_status_75(data_root, server, tmp_path):

@@ -81,16 +81,16 @@ def cmd_notes(a):
         st = client.stats
         print(f"notes: LLM {st['requests']} requests, {st['cache_hits']} cache hits, {st['retries']} retries, "
               f"{st['failed']} failed")
-    failed = summary["failed_requests"]
+    failed, records_hit = summary["failed_requests"], summary["failed_records"]
     if failed and a.allow_failures:
-        print(f"notes: {failed} notes failed on LLM requests and are left out (--allow-failures); "
-              "rerun without it to retry only those")
+        print(f"notes: {failed} LLM notes failed on their requests ({records_hit} records) and are left out "
+              "(--allow-failures); rerun without it to retry only those")
     elif failed:
         # Written, but short of notes: status 75 so a scheduler retries, and the rerun asks again
         # for exactly the failed notes (the others come from the partial file and the cache).
-        raise TemporaryError(f"{a.out}: {failed} of {summary['rows']} records lack a note because their LLM "
-                             "requests failed; rerun the same command to retry only those, or pass "
-                             "--allow-failures to accept the notes as they are")
+        raise TemporaryError(f"{a.out}: {failed} LLM notes are missing ({records_hit} of {summary['rows']} records) "
+                             "because their requests failed; rerun the same command to retry only those, "
+                             "or pass --allow-failures to accept the notes as they are")
 
 
 def cmd_shards(a):

@@ -394,7 +394,8 @@ def write_notes(records: list[dict], out: str, styles: list[str], settings: dict
 
     `settings` names everything that shapes the notes; a finished output with the same settings
     and records is reused, and an interrupted run with the same settings is resumed from
-    `out`.partial. Returns {"reused", "rows", "report", "failed_requests", "resumed"}.
+    `out`.partial. Returns {"reused", "rows", "report", "failed_requests" (notes),
+    "failed_records" (records with at least one such note), "resumed"}.
     """
     maker = NoteMaker(styles, seed, client, regenerate, repair)
     # Compared with settings read back from JSON, so tuples and lists must not differ.
@@ -406,7 +407,7 @@ def write_notes(records: list[dict], out: str, styles: list[str], settings: dict
         if (meta.get("settings") == settings and meta.get("records_digest") == digest
                 and meta.get("failed_requests") == 0 and meta.get("sha256") == sha256_file(out)):
             return {"reused": True, "rows": meta.get("records"), "report": read_json(report_path),
-                    "failed_requests": 0, "resumed": 0}
+                    "failed_requests": 0, "failed_records": 0, "resumed": 0}
     partial = _PartialFile(partial_path, settings)
     done = partial.load()
     todo = [r for r in records if not _finished(done.get(_key(r)), r, styles)]
@@ -426,6 +427,7 @@ def write_notes(records: list[dict], out: str, styles: list[str], settings: dict
     rows = [done[_key(r)] for r in records]
     report = hallucination_report(rows, styles)
     failed = sum(s["outcomes"]["failed_request"] for s in report["styles"].values())
+    failed_records = sum(1 for row in rows if any(n["outcome"] == "failed_request" for n in row.get("rejected", [])))
     write_jsonl(out, rows)
     write_json(report_path, report)
     write_json(meta_path, {"settings": settings, "records": len(rows), "records_digest": digest,
@@ -436,4 +438,4 @@ def write_notes(records: list[dict], out: str, styles: list[str], settings: dict
         # Kept while requests failed: the rerun retries exactly those notes from it.
         os.remove(partial_path)
     return {"reused": False, "rows": len(rows), "report": report, "failed_requests": failed,
-            "resumed": resumed}
+            "failed_records": failed_records, "resumed": resumed}

@@ -33,6 +33,10 @@ py="$venv/bin/python"
 if ! "$py" -c "import llama_cpp.server" 2>/dev/null; then
   echo "llm_server: installing llama-cpp-python[server] into $venv (the first build compiles llama.cpp)" >&2
   python3 -m venv "$venv"
+  # A portable AVX2 build: llama.cpp's default (-march=native) build crashed on its first
+  # completion on a Xeon with AVX-512 and AMX (a segmentation fault, seen 2026-12-05). Set
+  # CMAKE_ARGS to build otherwise.
+  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}" \
   CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$py" -m pip install -q -c launch/llm_constraints.txt \
     "llama-cpp-python[server]" >&2
 fi
@@ -59,12 +63,27 @@ server=$!
 stop() { kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; exit 0; }
 trap stop TERM INT
 
+probe='
+import json, sys, urllib.request
+body = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}).encode()
+req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v1/chat/completions", body,
+                             {"Content-Type": "application/json"})
+urllib.request.urlopen(req, timeout=120).read()
+'
 for _ in $(seq 1 600); do
   if ! kill -0 "$server" 2>/dev/null; then
     echo "error: the LLM server exited before it answered (its log is above)" >&2
     exit 1
   fi
   if "$py" -c "import urllib.request, sys; urllib.request.urlopen('http://127.0.0.1:$port/v1/models', timeout=2)" 2>/dev/null; then
+    # One real completion before the URL is printed: a build that crashes when it generates
+    # (see above) is reported here, not as refused connections in the middle of a notes run.
+    if ! "$py" -c "$probe" "$port" 2>/dev/null; then
+      echo "error: the LLM server answered but failed its first completion (its log is above); if it" \
+           "crashed, rebuild llama-cpp-python: rm -r $venv && pip cache remove llama_cpp_python" >&2
+      kill -TERM "$server" 2>/dev/null || true
+      exit 1
+    fi
     echo "DERMJAX_LLM_BASE_URL=http://127.0.0.1:$port/v1"
     echo "DERMJAX_LLM_MODEL=$name"
     wait "$server"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv and installs dermjax with the pinned, tested dependency set (constraints.txt),
-# including the test-only `reference` extra (CPU torch 2.13.0, timm, open_clip, transformers).
+# including the test-only `reference` extra (CPU torch 2.13.0, timm, open_clip, transformers) and
+# the `beam` extra (Apache Beam, for `dermjax-prep --runner beam` and its identical-output test).
 # On a host without accelerators it adds the compile-only TPU backend dermjax-compile uses
 # (extra tpu-compile: libtpu), and puts the CUDA plugin (extra gpu-compile, without CUDA
 # libraries) in .venv/gpu-compile-plugin, off the path: on a machine without CUDA it prints a
@@ -22,10 +23,10 @@ echo "== installing dermjax into .venv (pinned by constraints.txt${ACCEL:+, jax[
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q -U pip
 if [[ -n $ACCEL ]]; then
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference,export]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference,export,beam]"
   .venv/bin/python -m pip install -q -c constraints.txt "jax[$ACCEL]"
 else
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference,export,tpu-compile]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,reference,export,beam,tpu-compile]"
   .venv/bin/python -m pip install -q -c constraints.txt --no-deps --target .venv/gpu-compile-plugin \
     jax-cuda12-plugin jax-cuda12-pjrt
 fi

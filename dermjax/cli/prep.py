@@ -4,6 +4,8 @@
     dermjax-prep notes     --source NAME --root DIR --out NOTES.jsonl [--styles template,report]
     dermjax-prep shards    --source NAME --root DIR --notes NOTES.jsonl --out OUTDIR
                            [--num-shards 8 --workers 2 --max-side 128 --split-fractions .8,.1,.1]
+    (notes and shards: --runner beam [--beam-options "--runner=DataflowRunner ..."] runs them
+     as an Apache Beam pipeline with the same output; see docs/beam.md)
     dermjax-prep tokenizer --shards OUTDIR [--vocab-size 2000]
     dermjax-prep overlap   --train OUTDIR --against SHARDS|IMAGE_FOLDER|MANIFEST.csv [--out REPORT.json]
     dermjax-prep verify    --shards OUTDIR
@@ -69,8 +71,18 @@ def cmd_notes(a):
     records = load_records(a.source, a.root)
     if a.limit is not None:
         records = records[:a.limit]
-    summary = write_notes(records, a.out, styles, settings, seed=a.seed, client=client,
-                          regenerate=a.llm_regenerate, repair=a.llm_repair)
+    if a.runner == "beam":
+        from dermjax.data import beam_prep  # imports Apache Beam only when asked for
+
+        summary = beam_prep.write_notes(records, a.out, styles, settings, seed=a.seed,
+                                        llm_config=client and client.config,
+                                        cache_dir=a.llm_cache or a.out + ".llm-cache",
+                                        regenerate=a.llm_regenerate, repair=a.llm_repair,
+                                        beam_options=a.beam_options, staging=a.beam_temp, chunk=a.beam_chunk)
+        client = None  # its requests were made by the workers' own clients
+    else:
+        summary = write_notes(records, a.out, styles, settings, seed=a.seed, client=client,
+                              regenerate=a.llm_regenerate, repair=a.llm_repair)
     if summary["reused"]:
         print(f"notes: reusing {a.out}")
         return
@@ -105,11 +117,16 @@ def cmd_shards(a):
         raise DermjaxError(str(e)) from None
     records = load_records(a.source, a.root)
     notes_by_id = {row["image_id"]: row["notes"] for row in read_jsonl(a.notes)}
-    manifest = write_shards(records, notes_by_id, a.out, num_shards=a.num_shards, workers=a.workers,
-                            max_side=a.max_side, fractions=fractions, split_seed=a.split_seed,
-                            source={"name": a.source, "root": os.path.abspath(a.root),
-                                    "notes": os.path.abspath(a.notes)},
-                            on_bad_image=a.on_bad_image)
+    common = dict(num_shards=a.num_shards, max_side=a.max_side, fractions=fractions, split_seed=a.split_seed,
+                  source={"name": a.source, "root": os.path.abspath(a.root), "notes": os.path.abspath(a.notes)},
+                  on_bad_image=a.on_bad_image)
+    if a.runner == "beam":
+        from dermjax.data import beam_prep  # imports Apache Beam only when asked for
+
+        manifest = beam_prep.write_shards(records, notes_by_id, a.out, beam_options=a.beam_options,
+                                          staging=a.beam_temp, **common)
+    else:
+        manifest = write_shards(records, notes_by_id, a.out, workers=a.workers, **common)
     counts = {s: v["count"] for s, v in manifest["splits"].items()}
     skipped = f" ({len(manifest['skipped'])} unreadable images skipped)" if manifest.get("skipped") else ""
     print(f"shards: {sum(counts.values())} examples written of {manifest['num_records']} records{skipped} "
@@ -211,6 +228,17 @@ def cmd_tfds(a):
     print(f"      read with tfds.builder_from_directory({summary['path']!r}).as_data_source()")
 
 
+def add_runner_args(s, default_temp: str) -> None:
+    s.add_argument("--runner", choices=("local", "beam"), default="local",
+                   help="local: processes on this machine; beam: an Apache Beam pipeline (extra 'beam'), "
+                        "same output")
+    s.add_argument("--beam-options", default=None,
+                   help="Beam pipeline options, one string after '=' (default: --runner=DirectRunner); e.g. "
+                        "--beam-options=\"--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp\"")
+    s.add_argument("--beam-temp", default=None,
+                   help=f"Beam staging folder or URL that every worker can reach (default: {default_temp})")
+
+
 def add_synthetic_parser(sub) -> None:
     s = sub.add_parser("synthetic", help="generate the embedded SYNTHETIC data set")
     s.add_argument("--out", required=True)
@@ -249,6 +277,8 @@ def add_notes_parser(sub) -> None:
     s.add_argument("--allow-failures", action="store_true",
                    help="exit 0 although some LLM requests failed (those records keep only their other "
                         "styles' notes); without it such a run ends with status 75")
+    add_runner_args(s, "OUT.beam")
+    s.add_argument("--beam-chunk", type=int, default=256, help="records per Beam work item")
     s.set_defaults(fn=cmd_notes)
 
 
@@ -266,6 +296,7 @@ def add_shards_parser(sub) -> None:
     s.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
                    help="an unreadable image stops the run (error) or is left out and listed in the "
                         "manifest (skip)")
+    add_runner_args(s, "OUTDIR/.beam")
     s.set_defaults(fn=cmd_shards)
 
 

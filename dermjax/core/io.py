@@ -1,10 +1,18 @@
-"""Small file helpers shared by every stage: atomic writes and JSON lines."""
+"""Small file helpers shared by every stage: atomic writes, JSON lines, and URL-or-path access.
+
+Paths with a scheme (gs://, s3://, memory://, file://, ...) go through fsspec, so source images
+and the Beam runner's shards can live on object storage; plain paths stay on the local file
+system. A scheme fsspec cannot serve (gcsfs or s3fs not installed) is a one-line error.
+"""
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
 import os
+import posixpath
+import re
+import shutil
 import tempfile
 from typing import Iterable, Iterator
 
@@ -35,7 +43,102 @@ def atomic_path(path: str) -> Iterator[str]:
             os.remove(tmp)
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(path) -> bool:
+    return isinstance(path, str) and _SCHEME.match(path) is not None
+
+
+def _fs(url: str):
+    """(fsspec file system, path within it) for a URL."""
+    import fsspec  # only URLs need it; local paths never import it
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:
+        raise DermjaxError(f"{url}: no file system for this URL ({_one_line(e)}); install the fsspec "
+                           "package for it (gcsfs for gs://, s3fs for s3://)") from None
+
+
+def _one_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def join(base: str, *names: str) -> str:
+    return posixpath.join(base, *names) if is_url(base) else os.path.join(base, *names)
+
+
+def exists(path: str) -> bool:
+    if is_url(path):
+        fs, p = _fs(path)
+        return fs.exists(p)
+    return os.path.exists(path)
+
+
+def getsize(path: str) -> int:
+    if is_url(path):
+        fs, p = _fs(path)
+        return fs.size(p)
+    return os.path.getsize(path)
+
+
+def read_bytes(path: str) -> bytes:
+    """The whole file; OSError (FileNotFoundError included) as open() would raise it."""
+    if is_url(path):
+        fs, p = _fs(path)
+        return fs.cat_file(p)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def file_identity(path: str):
+    """[size, version] of a file, where the version is what the store changes on every write
+    (mtime locally; generation, etag or update time on object stores); None if it is missing."""
+    try:
+        if not is_url(path):
+            st = os.stat(path)
+            return [st.st_size, st.st_mtime_ns]
+        fs, p = _fs(path)
+        info = fs.info(p)
+    except (OSError, TypeError):
+        return None  # the reader reports the missing image
+    version = next((info[k] for k in ("generation", "ETag", "etag", "mtime", "updated", "LastModified", "created")
+                    if info.get(k) is not None), None)
+    return [info.get("size"), str(version)]
+
+
+def put_file(local: str, path: str) -> None:
+    """Copies a finished local file to `path`: renamed into place locally; uploaded as one object
+    to a URL (object stores make an object visible only once it is whole)."""
+    if is_url(path):
+        fs, p = _fs(path)
+        parent = posixpath.dirname(p)
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        fs.put_file(local, p)
+    else:
+        with atomic_path(path) as tmp:
+            os.replace(local, tmp)
+
+
+def remove(path: str) -> None:
+    """Removes a file or a folder tree, if it exists."""
+    if is_url(path):
+        fs, p = _fs(path)
+        if fs.exists(p):
+            fs.rm(p, recursive=True)
+    elif os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
 def write_bytes(path: str, data: bytes) -> None:
+    if is_url(path):
+        fs, p = _fs(path)
+        fs.pipe_file(p, data)
+        return
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
 
@@ -79,13 +182,14 @@ def read_json(path: str, what: str | None = None):
     """The JSON in `path`; a missing or malformed file is a one-line DermjaxError, which names
     `what` the file should have been when given ("a prompt file")."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+        return json.loads(read_bytes(path))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         if what:
             raise DermjaxError(f"{path}: cannot read {what} ({e})") from None
         if isinstance(e, json.JSONDecodeError):
             raise DermjaxError(f"{path}: not valid JSON ({e.msg})") from None
+        if isinstance(e, UnicodeDecodeError):
+            raise DermjaxError(f"{path}: not UTF-8 text") from None
         raise DermjaxError(f"{path}: file not found") from None
 
 

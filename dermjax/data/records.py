@@ -16,9 +16,10 @@ import json
 
 import msgpack
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from dermjax.core.errors import DermjaxError
+from dermjax.core.io import read_bytes
 from dermjax.notes.ontology import GROUP_INDEX
 
 SCHEMA_VERSION = 1
@@ -31,13 +32,15 @@ def label_of(record: dict) -> int:
 def load_jpeg(path: str, max_side: int) -> tuple[bytes, str]:
     """Returns (JPEG bytes no larger than max_side, sha256 of the file as published).
 
-    max_side <= 0 means no limit: a JPEG then keeps its bytes whatever its size.
+    `path` may be a URL (gs://, s3://, ...; see dermjax.core.io). max_side <= 0 means no limit: a JPEG then keeps its bytes whatever its size.
     """
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_bytes(path)
         img = Image.open(io.BytesIO(raw))
         img = img.convert("RGB")  # decodes every pixel: a truncated file fails here, not later
+    except UnidentifiedImageError:
+        # PIL's own message names the in-memory buffer by its address, which differs per run.
+        raise DermjaxError(f"{path}: cannot read image (not an image format PIL recognises)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DermjaxError(f"{path}: cannot read image ({e})") from None
     digest = hashlib.sha256(raw).hexdigest()

@@ -27,6 +27,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import tempfile
 
 from array_record.python.array_record_data_source import ArrayRecordDataSource
 from array_record.python.array_record_module import ArrayRecordWriter
@@ -35,7 +36,8 @@ from tqdm import tqdm
 from dermjax.data import records as records_lib
 from dermjax.data.splits import DEFAULT_FRACTIONS, split_of
 from dermjax.core.errors import DermjaxError
-from dermjax.core.io import atomic_path, read_json, sha256_file, write_json
+from dermjax.core.io import (atomic_path, exists, file_identity, getsize, is_url, join, put_file, read_json,
+                             sha256_file, write_json)
 from dermjax.notes.ontology import DIAGNOSIS_GROUPS
 
 MANIFEST = "manifest.json"
@@ -43,16 +45,12 @@ SPLITS = ("train", "val", "test")
 ON_BAD_IMAGE = ("error", "skip")
 
 
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1] if is_url(path) else os.path.basename(path)
+
+
 def _shard_name(split: str, i: int, n: int) -> str:
     return f"{split}-{i:05d}-of-{n:05d}.array_record"
-
-
-def _image_identity(path: str):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None  # the writer reports the missing image
-    return [st.st_size, st.st_mtime_ns]
 
 
 def fingerprint(split: str, items: list, max_side: int, on_bad_image: str) -> str:
@@ -60,62 +58,147 @@ def fingerprint(split: str, items: list, max_side: int, on_bad_image: str) -> st
     h = hashlib.sha256(json.dumps({"schema_version": records_lib.SCHEMA_VERSION, "split": split,
                                    "max_side": max_side, "on_bad_image": on_bad_image}, sort_keys=True).encode())
     for _, record, notes in items:
-        h.update(json.dumps([record.get("image_id"), record, notes, _image_identity(record.get("image_path", ""))],
+        h.update(json.dumps([record.get("image_id"), record, notes, file_identity(record.get("image_path") or "")],
                             sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
-def _reusable(path: str, stats_path: str, expected: str) -> dict | None:
+def reusable_stats(path: str, stats_path: str, expected: str) -> dict | None:
     """The stats of a shard written from exactly these inputs and settings, or None."""
-    if not (os.path.exists(path) and os.path.exists(stats_path)):
+    if not (exists(path) and exists(stats_path)):
         return None
     try:
         stats = read_json(stats_path)
     except DermjaxError:
         return None
-    if stats.get("fingerprint") != expected or os.path.getsize(path) != stats.get("bytes"):
+    if stats.get("fingerprint") != expected or getsize(path) != stats.get("bytes"):
         return None
     return stats
 
 
-def _write_one(task) -> dict:
-    path, split, items, max_side, on_bad_image, expected = task
-    stats_path = path + ".json"
-    stats = _reusable(path, stats_path, expected)
-    if stats is not None:
-        return stats
+def encode_item(index: int, record: dict, notes: list[dict], split: str, max_side: int,
+                on_bad_image: str) -> tuple:
+    """One record as it goes into a shard: ("ok", example bytes, class, image_id), or
+    ("skip", what the manifest lists) for an unreadable image under on_bad_image="skip"."""
+    try:
+        jpeg, digest = records_lib.load_jpeg(record["image_path"], max_side)
+    except DermjaxError as e:
+        if on_bad_image == "error":
+            raise DermjaxError(f"{e} (source record {index}, image_id {record['image_id']!r})") from None
+        return ("skip", {"record": index, "image_id": record["image_id"], "image_path": record["image_path"],
+                         "error": _reason(e)})
+    return ("ok", records_lib.encode_example(record, notes, jpeg, digest, split),
+            record.get("diagnosis_group") or "other", record["image_id"])
+
+
+def store_shard(path: str, split: str, encoded, expected: str) -> dict:
+    """Writes the shard at `path` (a local path or a URL) from `encode_item` results in shard
+    order, then its stats file; returns the stats."""
+    if is_url(path):
+        # ArrayRecord writes local files only: build it in a scratch folder, then upload it whole.
+        with tempfile.TemporaryDirectory(prefix="dermjax-shard-") as folder:
+            local = os.path.join(folder, os.path.basename(path))
+            stats = _build_shard(local, split, encoded)
+            put_file(local, path)
+    else:
+        with atomic_path(path) as tmp:
+            stats = _build_shard(tmp, split, encoded)
+    stats = {"file": _basename(path), "split": split, **stats, "fingerprint": expected}
+    write_json(path + ".json", stats)
+    return stats
+
+
+def _build_shard(local: str, split: str, encoded) -> dict:
     classes = collections.Counter()
     skipped, ids = [], []
-    with atomic_path(path) as tmp:
-        # group_size:1 keeps every record individually addressable for random access.
-        writer = ArrayRecordWriter(tmp, "group_size:1")
-        try:
-            for index, record, notes in items:
-                try:
-                    jpeg, digest = records_lib.load_jpeg(record["image_path"], max_side)
-                except DermjaxError as e:
-                    if on_bad_image == "error":
-                        raise DermjaxError(f"{e} (source record {index}, image_id "
-                                           f"{record['image_id']!r})") from None
-                    skipped.append({"record": index, "image_id": record["image_id"],
-                                    "image_path": record["image_path"], "error": _reason(e)})
-                    continue
-                writer.write(records_lib.encode_example(record, notes, jpeg, digest, split))
-                classes[record.get("diagnosis_group") or "other"] += 1
-                ids.append(record["image_id"])
-        finally:
-            writer.close()
-    stats = {"file": os.path.basename(path), "split": split, "count": len(ids),
-             "classes": dict(sorted(classes.items())), "sha256": sha256_file(path),
-             "bytes": os.path.getsize(path), "skipped": skipped, "fingerprint": expected, "image_ids": ids}
-    write_json(stats_path, stats)
-    return stats
+    # group_size:1 keeps every record individually addressable for random access.
+    writer = ArrayRecordWriter(local, "group_size:1")
+    try:
+        for item in encoded:
+            if item[0] == "skip":
+                skipped.append(item[1])
+                continue
+            _, data, group, image_id = item
+            writer.write(data)
+            classes[group] += 1
+            ids.append(image_id)
+    finally:
+        writer.close()
+    return {"count": len(ids), "classes": dict(sorted(classes.items())), "sha256": sha256_file(local),
+            "bytes": os.path.getsize(local), "skipped": skipped, "image_ids": ids}
+
+
+def _write_one(task) -> dict:
+    path, split, items, max_side, on_bad_image, expected = task
+    stats = reusable_stats(path, path + ".json", expected)
+    if stats is not None:
+        return stats
+    encoded = (encode_item(index, record, notes, split, max_side, on_bad_image) for index, record, notes in items)
+    return store_shard(path, split, encoded, expected)
 
 
 def _reason(e: DermjaxError) -> str:
     # load_jpeg's message is "<path>: cannot read image (...)"; the path is stored beside it.
     text = str(e)
     return text.split(": ", 1)[1] if ": " in text else text
+
+
+class Plan:
+    """What a `write_shards` run will write, decided before any image is read: the split of
+    every record, the shard tasks (path, split, items, settings, fingerprint), and the
+    fingerprint of the whole. Both runners (local processes, Apache Beam) execute the same plan."""
+
+    def __init__(self, records: list[dict], notes_by_id: dict[str, list[dict]], out_dir: str, *,
+                 num_shards: int, max_side: int, fractions: dict[str, float] | None, split_seed: int,
+                 source: dict | None, on_bad_image: str):
+        if on_bad_image not in ON_BAD_IMAGE:
+            raise DermjaxError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
+        fractions = fractions or DEFAULT_FRACTIONS
+        self.out_dir, self.num_records = out_dir, len(records)
+        self.settings = {"num_shards": num_shards, "max_side": max_side, "fractions": fractions,
+                         "split_seed": split_seed, "source": source or {}, "on_bad_image": on_bad_image}
+        self.manifest_path = join(out_dir, MANIFEST)
+        by_split, self.missing_notes = _assign_splits(records, notes_by_id, fractions, split_seed, out_dir)
+        self.tasks = _shard_tasks(by_split, out_dir, num_shards, fractions, max_side, on_bad_image)
+        # Shard names, not paths: the same inputs give the same manifest wherever it is written.
+        self.fingerprint = hashlib.sha256(json.dumps(
+            [self.settings, [_basename(t[0]) for t in self.tasks], [t[-1] for t in self.tasks]],
+            sort_keys=True).encode()).hexdigest()
+
+    def reusable_manifest(self) -> dict | None:
+        """The existing manifest, if it has this plan's fingerprint and every shard in it is reusable."""
+        if not exists(self.manifest_path):
+            return None
+        try:
+            old = read_json(self.manifest_path)
+        except DermjaxError:
+            old = {}
+        complete = all(reusable_stats(t[0], t[0] + ".json", t[-1]) is not None for t in self.tasks)
+        return old if old.get("fingerprint") == self.fingerprint and complete else None
+
+    def pending(self) -> list[tuple]:
+        """The tasks whose shard is not already on disk from these inputs and settings."""
+        return [t for t in self.tasks if reusable_stats(t[0], t[0] + ".json", t[-1]) is None]
+
+    def finish(self, results: list[dict], progress: bool) -> dict:
+        """Writes manifest.json (last: it marks the run complete) from every shard's stats."""
+        skipped = [dict(bad, shard=s["file"]) for s in results for bad in s.get("skipped", [])]
+        if skipped and progress:
+            print(f"shards: skipped {len(skipped)} unreadable image(s), listed under 'skipped' in {self.manifest_path}")
+        manifest = {
+            "schema_version": records_lib.SCHEMA_VERSION,
+            "format": "msgpack examples in ArrayRecord (see dermjax/data/records.py)",
+            "classes": list(DIAGNOSIS_GROUPS),
+            "num_records": self.num_records,
+            "records_without_notes": self.missing_notes,
+            "skipped": skipped,
+            "splits": _split_summaries(results),
+            "settings": self.settings,
+            "fingerprint": self.fingerprint,
+            "tokenizer": None,
+        }
+        write_json(self.manifest_path, manifest)
+        return manifest
 
 
 def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_dir: str, *,
@@ -128,42 +211,16 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
     on_bad_image: "error" stops at the first unreadable image with its path and source record
     index; "skip" leaves it out and lists it under `skipped` in the manifest.
     """
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise DermjaxError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
-    fractions = fractions or DEFAULT_FRACTIONS
-    settings = {"num_shards": num_shards, "max_side": max_side, "fractions": fractions,
-                "split_seed": split_seed, "source": source or {}, "on_bad_image": on_bad_image}
-    manifest_path = os.path.join(out_dir, MANIFEST)
-
-    by_split, missing_notes = _assign_splits(records, notes_by_id, fractions, split_seed, out_dir)
-    tasks = _shard_tasks(by_split, out_dir, num_shards, fractions, max_side, on_bad_image)
-    whole = hashlib.sha256(json.dumps([settings, [t[0] for t in tasks], [t[-1] for t in tasks]],
-                                      sort_keys=True).encode()).hexdigest()
-    old = _reusable_manifest(manifest_path, whole, tasks)
+    plan = Plan(records, notes_by_id, out_dir, num_shards=num_shards, max_side=max_side, fractions=fractions,
+                split_seed=split_seed, source=source, on_bad_image=on_bad_image)
+    old = plan.reusable_manifest()
     if old is not None:
         if progress:
-            print(f"shards: reusing {manifest_path}: inputs and settings unchanged")
+            print(f"shards: reusing {plan.manifest_path}: inputs and settings unchanged")
         return old
-    os.makedirs(out_dir, exist_ok=True)
-
-    results = _write_all(tasks, workers, progress)
-    skipped = [dict(bad, shard=s["file"]) for s in results for bad in s.get("skipped", [])]
-    if skipped and progress:
-        print(f"shards: skipped {len(skipped)} unreadable image(s), listed under 'skipped' in {manifest_path}")
-    manifest = {
-        "schema_version": records_lib.SCHEMA_VERSION,
-        "format": "msgpack examples in ArrayRecord (see dermjax/data/records.py)",
-        "classes": list(DIAGNOSIS_GROUPS),
-        "num_records": len(records),
-        "records_without_notes": missing_notes,
-        "skipped": skipped,
-        "splits": _split_summaries(results),
-        "settings": settings,
-        "fingerprint": whole,
-        "tokenizer": None,
-    }
-    write_json(manifest_path, manifest)
-    return manifest
+    if not is_url(out_dir):
+        os.makedirs(out_dir, exist_ok=True)
+    return plan.finish(_write_all(plan.tasks, workers, progress), progress)
 
 
 def _assign_splits(records: list[dict], notes_by_id: dict, fractions: dict, split_seed: int,
@@ -192,23 +249,9 @@ def _shard_tasks(by_split: dict[str, list], out_dir: str, num_shards: int, fract
         n = max(1, min(len(items), round(num_shards * fractions[split] / max(fractions.values()))))
         for i in range(n):
             part = items[i::n]
-            tasks.append((os.path.join(out_dir, _shard_name(split, i, n)), split, part, max_side, on_bad_image,
+            tasks.append((join(out_dir, _shard_name(split, i, n)), split, part, max_side, on_bad_image,
                           fingerprint(split, part, max_side, on_bad_image)))
     return tasks
-
-
-def _reusable_manifest(manifest_path: str, whole: str, tasks: list[tuple]) -> dict | None:
-    """The existing manifest, if it has fingerprint `whole` and every shard in it is reusable."""
-    if not os.path.exists(manifest_path):
-        return None
-    try:
-        old = read_json(manifest_path)
-    except DermjaxError:
-        old = {}
-    complete = all(_reusable(t[0], t[0] + ".json", t[-1]) is not None for t in tasks)
-    if old.get("fingerprint") == whole and complete:
-        return old
-    return None
 
 
 def _write_all(tasks: list[tuple], workers: int, progress: bool) -> list[dict]:

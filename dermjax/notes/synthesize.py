@@ -127,16 +127,20 @@ def _violations(result) -> list[dict]:
     return [asdict(v) for v in result.violations]
 
 
+def check_maker_args(styles: list[str], has_client: bool, regenerate: int) -> None:
+    check_styles(styles)
+    if not has_client and any(s in llm_lib.STYLES for s in styles):
+        raise DermjaxError("LLM note styles need an endpoint (--llm-base-url, --llm-model)")
+    if regenerate < 0:
+        raise DermjaxError(f"--llm-regenerate must be >= 0, got {regenerate}")
+
+
 class NoteMaker:
     """Makes the notes of one record at a time; safe to call from several threads."""
 
     def __init__(self, styles: list[str], seed: int = 0, client: llm_lib.ChatClient | None = None,
                  regenerate: int = 2, repair: bool = True):
-        check_styles(styles)
-        if client is None and any(s in llm_lib.STYLES for s in styles):
-            raise DermjaxError("LLM note styles need an endpoint (--llm-base-url, --llm-model)")
-        if regenerate < 0:
-            raise DermjaxError(f"--llm-regenerate must be >= 0, got {regenerate}")
+        check_maker_args(styles, client is not None, regenerate)
         self.styles, self.seed, self.client = list(styles), seed, client
         self.regenerate, self.repair = regenerate, repair
         self.stop = threading.Event()
@@ -194,7 +198,7 @@ class NoteMaker:
                 "reason": "violations" if found else "diagnosis not stated"}
 
 
-def _rows(maker: NoteMaker, records: list[dict], workers: int):
+def make_rows(maker: NoteMaker, records: list[dict], workers: int):
     """Rows as they finish (completion order when workers > 1)."""
     maker.stop.clear()
     if workers <= 1:
@@ -232,10 +236,10 @@ def synthesize(records: list[dict], styles: list[str], seed: int = 0, *,
     maker = NoteMaker(styles, seed, client, regenerate, repair)
     workers = client.config.concurrency if client is not None and set(styles) & set(llm_lib.STYLES) else 1
     by_key = {}
-    for row in tqdm(_rows(maker, records, workers), total=len(records), desc="notes", unit="record",
+    for row in tqdm(make_rows(maker, records, workers), total=len(records), desc="notes", unit="record",
                     disable=not progress):
-        by_key[_key(row)] = row
-    rows = [by_key[_key(r)] for r in records]
+        by_key[row_key(row)] = row
+    rows = [by_key[row_key(r)] for r in records]
     return rows, hallucination_report(rows, styles)
 
 
@@ -312,7 +316,7 @@ def format_report(report: dict) -> str:
 # --------------------------------------------------------------------------------------------
 # Resumable run.
 
-def _key(row: dict) -> tuple:
+def row_key(row: dict) -> tuple:
     return row["dataset"], row["image_id"]
 
 
@@ -355,7 +359,7 @@ class _PartialFile:
                 row = json.loads(line)
             except ValueError:
                 continue
-            rows[_key(row)] = row
+            rows[row_key(row)] = row
         if end < len(data):
             with open(self.path, "r+b") as f:
                 f.truncate(end)
@@ -400,17 +404,13 @@ def write_notes(records: list[dict], out: str, styles: list[str], settings: dict
     maker = NoteMaker(styles, seed, client, regenerate, repair)
     # Compared with settings read back from JSON, so tuples and lists must not differ.
     settings = json.loads(json.dumps(settings))
-    meta_path, report_path, partial_path = out + ".meta.json", out + ".report.json", out + ".partial"
-    digest = _ids_digest(records)
-    if os.path.exists(out) and os.path.exists(meta_path) and os.path.exists(report_path):
-        meta = read_json(meta_path)
-        if (meta.get("settings") == settings and meta.get("records_digest") == digest
-                and meta.get("failed_requests") == 0 and meta.get("sha256") == sha256_file(out)):
-            return {"reused": True, "rows": meta.get("records"), "report": read_json(report_path),
-                    "failed_requests": 0, "failed_records": 0, "resumed": 0}
+    partial_path = out + ".partial"
+    reused = reusable_output(out, settings, records)
+    if reused is not None:
+        return reused
     partial = _PartialFile(partial_path, settings)
     done = partial.load()
-    todo = [r for r in records if not _finished(done.get(_key(r)), r, styles)]
+    todo = [r for r in records if not _finished(done.get(row_key(r)), r, styles)]
     resumed = len(records) - len(todo)
     uses_llm = client is not None and bool(set(styles) & set(llm_lib.STYLES))
     workers = client.config.concurrency if uses_llm else 1
@@ -418,24 +418,43 @@ def write_notes(records: list[dict], out: str, styles: list[str], settings: dict
     try:
         with tqdm(total=len(records), initial=resumed, desc="notes", unit="record",
                   disable=not progress) as bar:
-            for row in _rows(maker, todo, workers):
+            for row in make_rows(maker, todo, workers):
                 partial.append(row)
-                done[_key(row)] = row
+                done[row_key(row)] = row
                 bar.update()
     finally:
         partial.close()
-    rows = [done[_key(r)] for r in records]
+    summary = finish_output(out, [done[row_key(r)] for r in records], styles, settings, records)
+    if summary["failed_requests"] == 0:
+        # Kept while requests failed: the rerun retries exactly those notes from it.
+        os.remove(partial_path)
+    return {**summary, "resumed": resumed}
+
+
+def reusable_output(out: str, settings: dict, records: list[dict]) -> dict | None:
+    """The summary of a finished `out` written from these records and settings, or None.
+    `settings` must have been through a JSON round trip (as it is compared with what was read)."""
+    meta_path, report_path = out + ".meta.json", out + ".report.json"
+    if not (os.path.exists(out) and os.path.exists(meta_path) and os.path.exists(report_path)):
+        return None
+    meta = read_json(meta_path)
+    if (meta.get("settings") == settings and meta.get("records_digest") == _ids_digest(records)
+            and meta.get("failed_requests") == 0 and meta.get("sha256") == sha256_file(out)):
+        return {"reused": True, "rows": meta.get("records"), "report": read_json(report_path),
+                "failed_requests": 0, "failed_records": 0, "resumed": 0}
+    return None
+
+
+def finish_output(out: str, rows: list[dict], styles: list[str], settings: dict, records: list[dict]) -> dict:
+    """Writes `out` (rows in record order), its report and its meta file (last: it marks the
+    output complete); returns the summary."""
     report = hallucination_report(rows, styles)
     failed = sum(s["outcomes"]["failed_request"] for s in report["styles"].values())
     failed_records = sum(1 for row in rows if any(n["outcome"] == "failed_request" for n in row.get("rejected", [])))
     write_jsonl(out, rows)
-    write_json(report_path, report)
-    write_json(meta_path, {"settings": settings, "records": len(rows), "records_digest": digest,
-                           "sha256": sha256_file(out),
-                           "failed_requests": failed,
-                           "outcomes": {st: s["outcomes"] for st, s in report["styles"].items()}})
-    if failed == 0:
-        # Kept while requests failed: the rerun retries exactly those notes from it.
-        os.remove(partial_path)
+    write_json(out + ".report.json", report)
+    write_json(out + ".meta.json", {"settings": settings, "records": len(rows), "records_digest": _ids_digest(records),
+                                    "sha256": sha256_file(out), "failed_requests": failed,
+                                    "outcomes": {st: s["outcomes"] for st, s in report["styles"].items()}})
     return {"reused": False, "rows": len(rows), "report": report, "failed_requests": failed,
-            "failed_records": failed_records, "resumed": resumed}
+            "failed_records": failed_records}

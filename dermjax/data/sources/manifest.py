@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import posixpath
 
 from dermjax.core.errors import DermjaxError
+from dermjax.core.io import is_url
 from dermjax.data.sources._common import age_of, fitzpatrick_of, sex_of, site_of
 from dermjax.data.sources._csv import blank, read_rows
 from dermjax.notes.ontology import (BODY_SITES, CONFIRMATION_TERMS, CONFIRMATIONS, DIAGNOSIS_GROUPS, MALIGNANCY,
@@ -59,8 +61,11 @@ def load(path: str, require_group: bool = False) -> list[dict]:
         rec["diagnosis_group"] = None if blank(row.get("diagnosis_group")) else row["diagnosis_group"].strip().lower()
         rec["age"] = age_of(row.get("age"), where, "age")
         rec["fitzpatrick"] = fitzpatrick_of(row.get("fitzpatrick"), where, "fitzpatrick")
-        rec["image_path"] = os.path.join(base, row["image_path"].strip())
-        rec["image_id"] = rec["image_id"] or os.path.splitext(row["image_path"].strip())[0]
+        written = row["image_path"].strip()
+        # A URL (gs://bucket/a.jpg) is kept as written: images are read through dermjax.core.io.
+        rec["image_path"] = written if is_url(written) else os.path.join(base, written)
+        rec["image_id"] = rec["image_id"] or os.path.splitext(posixpath.basename(written) if is_url(written)
+                                                              else written)[0]
         rec["dataset"] = rec["dataset"] or name
         if rec["diagnosis_group"] is None and label.lower() in DIAGNOSIS_GROUPS:
             rec["diagnosis_group"] = label.lower()

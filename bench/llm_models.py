@@ -3,7 +3,8 @@
     nice -n 10 python bench/llm_models.py [--n 40] [--models smollm2,gemma3]
 
 For each model: starts `launch/llm_server.sh --model FILE` (llama.cpp's OpenAI-compatible
-server), writes `llm` and `llm_unconstrained` notes for the first N HAM10000 records with
+server), writes `llm` and `llm_unconstrained` notes for N HAM10000 images (the first whole
+lesions of bench/note_study.py's subset, so the figures compare with its notes) with
 `dermjax-prep notes` into a fresh answer cache (so every request reaches the model), stops the
 server, and records the wall time, requests, notes per second, and the verifier's report
 (violations before verification, notes kept). Run it alone: the figures are times on 2 cores.
@@ -30,6 +31,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+from note_study import subset_root  # noqa: E402  the study's HAM10000 subset
 BIN = os.path.dirname(sys.executable)
 VENV = os.environ.get("DERMJAX_LLM_VENV", os.path.join(REPO, ".venv-llm"))
 
@@ -72,6 +75,7 @@ def main(argv=None):
     ap.add_argument("--data-root", default=os.environ.get("DERMJAX_DATA_ROOT", os.path.join(REPO, "..", "shared", "data")))
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "llm_models.json"))
+    ap.add_argument("--keep", help="copy each model's notes, report and answer cache here")
     a = ap.parse_args(argv)
     results = {}
     for name in [m.strip() for m in a.models.split(",") if m.strip()]:
@@ -82,9 +86,11 @@ def main(argv=None):
         work = tempfile.mkdtemp(prefix=f"llm_models_{name}_")
         try:
             out = os.path.join(work, "notes.jsonl")
-            cmd = [f"{BIN}/dermjax-prep", "notes", "--source", "ham10000", "--root",
-                   os.path.join(a.data_root, "ham10000"), "--out", out, "--styles", "llm,llm_unconstrained",
-                   "--limit", str(a.n), "--llm-base-url", env["DERMJAX_LLM_BASE_URL"],
+            # The first N images of the study's subset (whole lesions by a hash of the lesion id),
+            # not the metadata's first rows: those are 40 images of one class (bkl).
+            root = subset_root(os.path.join(a.data_root, "ham10000"), a.n, work)
+            cmd = [f"{BIN}/dermjax-prep", "notes", "--source", "ham10000", "--root", root, "--out", out,
+                   "--styles", "llm,llm_unconstrained", "--llm-base-url", env["DERMJAX_LLM_BASE_URL"],
                    "--llm-model", env["DERMJAX_LLM_MODEL"], "--llm-concurrency", str(a.concurrency),
                    # A model that fails some requests (no usable answer after the retries) is
                    # measured as it is: the failures are a figure of the model, not a stop.
@@ -94,15 +100,17 @@ def main(argv=None):
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             seconds = time.perf_counter() - t0
             report = json.load(open(out + ".report.json"))
+            n = report["records"]
             requests = sum(s["attempts"] for s in report["styles"].values())
             kept_notes = [(r["record"], n["text"]) for r in map(json.loads, open(out))
                           for n in r["notes"] if n["style"] == "llm"]
             results[name] = {
-                "model": env["DERMJAX_LLM_MODEL"], "records": a.n, "seconds": round(seconds, 1),
+                "model": env["DERMJAX_LLM_MODEL"], "records": n, "seconds": round(seconds, 1),
                 "requests": requests, "requests_per_s": round(requests / seconds, 3),
-                "records_per_s_both_styles": round(a.n / seconds, 3),
+                "records_per_s_both_styles": round(n / seconds, 3),
                 "styles": {style: {"kept": s["kept"], "kept_share": s["kept"] / s["records"],
                                    "with_violations_before": s["before"]["share"],
+                                   "before_by_field": {f: v["count"] for f, v in s["before"]["by_field"].items()},
                                    "outcomes": s["outcomes"]}
                            for style, s in report["styles"].items()},
                 "kept_llm_notes": [{"record": {k: rec.get(k) for k in ("diagnosis", "age", "sex", "body_site",
@@ -111,13 +119,15 @@ def main(argv=None):
                 "command": cmd,
             }
             s = results[name]["styles"]
-            print(f"{name}: {seconds:.0f} s for {a.n} records ({requests} requests, "
-                  f"{requests / seconds:.2f}/s); llm kept {s['llm']['kept']}/{a.n}, "
+            print(f"{name}: {seconds:.0f} s for {n} records ({requests} requests, "
+                  f"{requests / seconds:.2f}/s); llm kept {s['llm']['kept']}/{n}, "
                   f"violations before {s['llm']['with_violations_before']:.0%}; llm_unconstrained "
                   f"violations {s['llm_unconstrained']['with_violations_before']:.0%}", flush=True)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
+            if a.keep:
+                shutil.copytree(work, os.path.join(a.keep, name), dirs_exist_ok=True)
             shutil.rmtree(work, ignore_errors=True)
     from dermjax.cpu_env import machine
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -208,3 +209,23 @@ def test_cli_runner_beam(tmp_path):
              "--out", str(tmp_path / "x"), "--runner", "beam", "--beam-options=--direct_num_wrkers=2")
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
         "error: --beam-options: unknown option(s) --direct_num_wrkers"), p.stderr
+
+
+def doc_option_strings() -> list[str]:
+    """Every --beam-options string in docs/beam.md and the README, continuation lines joined."""
+    found = []
+    for name in ("docs/beam.md", "README.md"):
+        text = open(os.path.join(REPO, name)).read().replace("\\\n", " ")
+        found += [" ".join(m.split()) for m in re.findall(r'--beam-options="([^"]+)"', text)]
+    return found
+
+
+def test_documented_beam_options_parse():
+    """The Dataflow, Flink and Spark commands in the docs hold only options Beam knows."""
+    strings = doc_option_strings()
+    runners = {re.search(r"--runner=(\w+)", s).group(1) for s in strings}
+    assert {"DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner"} <= runners
+    for s in strings:
+        beam_prep._options(s)  # raises on an unknown option
+    with pytest.raises(DermjaxError, match="unknown option"):
+        beam_prep._options("--runner=DataflowRunner --temp_locaton=gs://b/tmp")

@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 from flax import nnx
 
 from dermjax.core import layout
-from dermjax.core.errors import DermjaxError
+from dermjax.core.errors import DermjaxError, first_line
 from dermjax.core.paths import layout_of
 from dermjax.core.train_state import MODEL, OPT, UNNAMED
 
@@ -65,7 +65,7 @@ class Checkpointer:
         if not os.path.isfile(os.path.join(path, "_METADATA")):
             return "its _METADATA file is missing"
         try:
-            prefix = self._disk_names(step)[MODEL] + "." if params_only else ""
+            prefix = _disk_names(self.stored_shapes(step))[MODEL] + "." if params_only else ""
             kv = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{path}"}).result()
             headers = [k for k in kv.list().result() if k.endswith(b".zarray") and k.startswith(prefix.encode())]
             if not headers:
@@ -102,9 +102,10 @@ class Checkpointer:
         (dermjax.core.layout), or with the unnamed (model, opt) train state, are converted while
         restoring."""
         target = {MODEL: nnx.to_pure_dict(abstract)} if params_only else nnx.to_pure_dict(abstract)
-        names = self._disk_names(step)
+        stored = self.stored_shapes(step)  # the metadata is read once per restore
+        names = _disk_names(stored)
         target = {names[k]: v for k, v in target.items()}
-        stored, want = self.stored_shapes(step), _shapes(target)
+        want = _shapes(target)
         if params_only:
             stored = _without_heads(stored, want)
         problem = _first_difference(stored, want)
@@ -120,11 +121,6 @@ class Checkpointer:
         state = jax.tree.map(lambda x: x, abstract)  # a fresh container to fill
         nnx.replace_by_pure_dict(state, restored[MODEL] if params_only else restored)
         return state
-
-    def _disk_names(self, step: int) -> dict[str, str]:
-        """{name in the train state: top-level key in checkpoint `step`}."""
-        tops = {k.split("/", 1)[0] for k in self.stored_shapes(step)}
-        return dict(UNNAMED) if "0" in tops else {MODEL: MODEL, OPT: OPT}
 
     def _read(self, step: int, target: dict, data_iter, partial: bool) -> dict:
         """The stored train state, shaped and sharded as `target`; with `partial`, only the
@@ -208,9 +204,10 @@ class Checkpointer:
         self.manager.close()
 
 
-def first_line(error: Exception) -> str:
-    """An exception as one short line (orbax and tensorstore errors run to pages)."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+def _disk_names(stored: dict[str, tuple]) -> dict[str, str]:
+    """{name in the train state: top-level key on disk}, from a checkpoint's stored shapes."""
+    tops = {k.split("/", 1)[0] for k in stored}
+    return dict(UNNAMED) if "0" in tops else {MODEL: MODEL, OPT: OPT}
 
 
 def _key(path) -> str:

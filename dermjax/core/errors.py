@@ -17,3 +17,9 @@ class DermjaxError(Exception):
 class TemporaryError(DermjaxError):
     """Worth rerunning unchanged: an endpoint that stopped answering, a lost peer."""
     exit_status = EXIT_TEMPORARY
+
+
+def first_line(error: BaseException, limit: int = 240) -> str:
+    """An exception as one short line (orbax, tensorstore and Riegeli errors run to pages)."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from typing import Iterable, Iterator
 
-from dermjax.core.errors import DermjaxError
+from dermjax.core.errors import DermjaxError, first_line
 
 
 @contextlib.contextmanager
@@ -57,12 +57,8 @@ def _fs(url: str):
     try:
         return fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as e:
-        raise DermjaxError(f"{url}: no file system for this URL ({_one_line(e)}); install the fsspec "
+        raise DermjaxError(f"{url}: no file system for this URL ({first_line(e)}); install the fsspec "
                            "package for it (gcsfs for gs://, s3fs for s3://)") from None
-
-
-def _one_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def join(base: str, *names: str) -> str:

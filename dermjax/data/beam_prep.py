@@ -164,7 +164,8 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
                | "spread shards" >> beam.Reshuffle()
                | "records" >> beam.FlatMap(_shard_items)
                | "spread records" >> beam.Reshuffle()
-               | "read and encode images" >> beam.Map(_encode)
+               | "read and encode images" >> beam.Map(_encode).with_output_types(
+                   beam.typehints.KV[str, beam.typehints.Any])
                | "by shard" >> beam.GroupByKey()
                | "write shards" >> beam.Map(_store, staged))
 

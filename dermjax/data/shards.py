@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from dermjax.data import records as records_lib
 from dermjax.data.splits import DEFAULT_FRACTIONS, split_of
-from dermjax.core.errors import DermjaxError
+from dermjax.core.errors import DermjaxError, first_line
 from dermjax.core.io import (atomic_path, exists, file_identity, getsize, is_url, join, put_file, read_json,
                              sha256_file, write_json)
 from dermjax.notes.ontology import DIAGNOSIS_GROUPS
@@ -317,11 +317,6 @@ def expected_counts(shard_dir: str, split: str) -> list[int]:
     return [s["count"] for s in load_manifest(shard_dir)["splits"][split]["shards"]]
 
 
-def _first_line(e: BaseException, limit: int = 240) -> str:
-    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 class ShardReader:
     """Random access over shard files whose failures name the shard and the record.
 
@@ -345,7 +340,7 @@ class ShardReader:
                     n = len(probe)
             except (RuntimeError, OSError, ValueError) as e:
                 raise DermjaxError(f"{p}: cannot open shard, the file is truncated or corrupt "
-                                   f"({_first_line(e)}); write it again with `dermjax-prep shards`") from None
+                                   f"({first_line(e)}); write it again with `dermjax-prep shards`") from None
             if self.counts is not None and n != self.counts[i]:
                 raise DermjaxError(f"{p}: holds {n} records but manifest.json says {self.counts[i]}; "
                                    "the shard does not belong to this manifest")
@@ -369,7 +364,7 @@ class ShardReader:
             return self._source[index]
         except (RuntimeError, OSError) as e:
             path, j = self.locate(index)
-            raise DermjaxError(f"{path}: record {j}: cannot read ({_first_line(e)})") from None
+            raise DermjaxError(f"{path}: record {j}: cannot read ({first_line(e)})") from None
 
     def example(self, index: int) -> dict:
         """Reads and decodes one record; a bad record is an error naming shard and index."""
@@ -378,7 +373,7 @@ class ShardReader:
             return records_lib.decode_example(data)
         except Exception as e:  # msgpack raises several unrelated types on garbage input
             path, j = self.locate(index)
-            raise DermjaxError(f"{path}: record {j}: not a dermjax example ({_first_line(e)})") from None
+            raise DermjaxError(f"{path}: record {j}: not a dermjax example ({first_line(e)})") from None
 
     def __getstate__(self):
         return {"paths": self.paths, "counts": self.counts}
@@ -438,5 +433,5 @@ def verify_shards(shard_dir: str, *, check_sha256: bool = True, decode_images: b
                 except DermjaxError as e:
                     problems.append(str(e))
                 except (OSError, ValueError, SyntaxError) as e:
-                    problems.append(f"{path}: record {i}: image does not decode ({_first_line(e)})")
+                    problems.append(f"{path}: record {i}: image does not decode ({first_line(e)})")
     return {"records": n, "problems": problems}

@@ -12,8 +12,8 @@ import jax
 import ml_collections
 from flax import nnx
 
-from dermjax.core.checkpoint import Checkpointer, first_line
-from dermjax.core.errors import DermjaxError
+from dermjax.core.checkpoint import Checkpointer
+from dermjax.core.errors import DermjaxError, first_line
 from dermjax.core.tokenizer import Tokenizer, from_workdir
 from dermjax.models import two_towers
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shlex
 import time
 
@@ -42,10 +43,17 @@ DEFAULT_OPTIONS = "--runner=DirectRunner"
 
 
 def _beam():
+    # Importing Beam without its gcp extra logs a warning about BigQuery clients that a
+    # preprocessing run never uses; it is held back during the import only.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
     try:
         import apache_beam  # optional extra: only --runner beam needs it
     except ImportError:
         raise DermjaxError("--runner beam needs Apache Beam: pip install -c constraints.txt 'dermjax[beam]'") from None
+    finally:
+        root.setLevel(level)
     return apache_beam
 
 

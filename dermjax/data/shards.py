@@ -25,7 +25,6 @@ import bisect
 import collections
 import hashlib
 import json
-import multiprocessing
 import os
 import tempfile
 
@@ -36,6 +35,7 @@ from tqdm import tqdm
 from dermjax.data import records as records_lib
 from dermjax.data.splits import DEFAULT_FRACTIONS, split_of
 from dermjax.core.errors import DermjaxError, first_line
+from dermjax.core.parallel import map_with_progress
 from dermjax.core.io import (atomic_path, exists, file_identity, getsize, is_url, join, put_file, read_json,
                              sha256_file, write_json)
 from dermjax.notes.ontology import DIAGNOSIS_GROUPS
@@ -256,22 +256,8 @@ def _shard_tasks(by_split: dict[str, list], out_dir: str, num_shards: int, fract
 
 def _write_all(tasks: list[tuple], workers: int, progress: bool) -> list[dict]:
     """Every shard's stats, in task order."""
-    bar = tqdm(total=len(tasks), desc="shards", unit="shard", disable=not progress)
-    results = []
-    try:
-        if workers > 1:
-            # spawn: the parent may have imported JAX, whose threads do not survive fork.
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                for stats in pool.imap(_write_one, tasks):
-                    results.append(stats)
-                    bar.update()
-        else:
-            for t in tasks:
-                results.append(_write_one(t))
-                bar.update()
-    finally:
-        bar.close()
-    return results
+    return map_with_progress(_write_one, tasks, workers=workers, total=len(tasks), desc="shards", unit="shard",
+                             progress=progress)
 
 
 def _split_summaries(results: list[dict]) -> dict:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import multiprocessing
 import os
 import time
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
+from dermjax.core.parallel import map_with_progress
 from dermjax.data.synthetic.cases import GENERATOR_VERSION, generate_case, image_id
 from dermjax.notes import ontology
 
@@ -104,20 +103,8 @@ def write_dataset(out_dir: str, n: int, seed: int = 0, image_size: int = 96, wor
 def _render_images(n: int, seed: int, image_size: int, images_dir: str, workers: int, progress: bool) -> list:
     """Writes every case's JPEG; returns the records in index order."""
     jobs = [(i, seed, image_size, images_dir) for i in range(n)]
-    bar = tqdm(total=n, desc="synthetic", unit="img", disable=not progress)
-    records = []
-    if workers > 1:
-        # spawn, not fork: the caller may hold JAX/XLA threads, which fork would corrupt.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for rec in pool.imap(_make_one, jobs, chunksize=32):
-                records.append(rec)
-                bar.update()
-    else:
-        for job in jobs:
-            records.append(_make_one(job))
-            bar.update()
-    bar.close()
-    return records
+    return map_with_progress(_make_one, jobs, workers=workers, total=n, desc="synthetic", unit="img",
+                             progress=progress, chunksize=32)
 
 
 def _remove_stale_images(images_dir: str, seed: int, records: list):

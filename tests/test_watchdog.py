@@ -154,14 +154,22 @@ def _checkpoints(workdir):
 def _kill_after_checkpoint(workdir, shard_dir, victim, past):
     """Start 2 processes, SIGKILL `victim` once a checkpoint later than `past` exists; return
     (seconds until the survivor exited, its exit status, its log, checkpoints before the kill)."""
+    pid_file = os.path.join(workdir, "logs", f"process_{victim}.pid")
+    started = time.time()
     p = _local(workdir, shard_dir, 100000)
     deadline = time.time() + 300
-    while time.time() < deadline and not [s for s in _checkpoints(workdir) if s > past]:
+
+    def ready():
+        # This launch's pid file (an earlier launch leaves its own behind), and a checkpoint it wrote.
+        fresh = os.path.exists(pid_file) and os.path.getmtime(pid_file) >= started - 1
+        return fresh and [s for s in _checkpoints(workdir) if s > past]
+
+    while time.time() < deadline and not ready():
         assert p.poll() is None, p.stdout.read()[-3000:]
         time.sleep(0.5)
     saved = _checkpoints(workdir)
     assert saved and saved[-1] > past, "no checkpoint within 300 s"
-    pid = int(open(os.path.join(workdir, "logs", f"process_{victim}.pid")).read())
+    pid = int(open(pid_file).read())
     os.kill(pid, signal.SIGKILL)
     t_kill = time.time()
     try:
@@ -184,7 +192,8 @@ def test_killing_one_of_two_processes_stops_the_other_naming_it_then_rerun_resum
     assert line, log[-3000:]
     assert "rerun the same command on every host to resume from step" in line[0]
     # 2. rerun: resumes; now the coordinator dies: the worker says it lost process 0
-    took, log, saved2 = _kill_after_checkpoint(workdir, shard_dir, victim=0, past=saved[-1])
+    # Past every checkpoint of the first launch: its survivor may have saved one more after the kill.
+    took, log, saved2 = _kill_after_checkpoint(workdir, shard_dir, victim=0, past=_checkpoints(workdir)[-1])
     print(f"process 0 killed: process 1 exited {took:.1f} s later")
     assert took < 120
     assert f"resuming from {workdir}/checkpoints/" in open(os.path.join(workdir, "logs", "process_0.log")).read()

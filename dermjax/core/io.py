@@ -104,18 +104,14 @@ def file_identity(path: str):
     return [info.get("size"), str(version)]
 
 
-def put_file(local: str, path: str) -> None:
-    """Copies a finished local file to `path`: renamed into place locally; uploaded as one object
-    to a URL (object stores make an object visible only once it is whole)."""
-    if is_url(path):
-        fs, p = _fs(path)
-        parent = posixpath.dirname(p)
-        if parent:
-            fs.makedirs(parent, exist_ok=True)
-        fs.put_file(local, p)
-    else:
-        with atomic_path(path) as tmp:
-            os.replace(local, tmp)
+def upload(local: str, url: str) -> None:
+    """Copies a finished local file to `url` as one object (object stores make an object
+    visible only once it is whole)."""
+    fs, p = _fs(url)
+    parent = posixpath.dirname(p)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    fs.put_file(local, p)
 
 
 def remove(path: str) -> None:

@@ -181,7 +181,7 @@ def write_shards(records: list[dict], notes_by_id: dict[str, list[dict]], out_di
         _raise_first([v[3] for v in staged.values()])
     results = []
     for path, *_, expected in plan.tasks:
-        stats = shards_lib.reusable_stats(path, path + ".json", expected)
+        stats = shards_lib.reusable_stats(path, expected)
         if stats is None:
             raise DermjaxError(f"{path}: the Beam pipeline finished without writing this shard")
         results.append(stats)

@@ -36,17 +36,13 @@ from dermjax.data import records as records_lib
 from dermjax.data.splits import DEFAULT_FRACTIONS, split_of
 from dermjax.core.errors import DermjaxError, first_line
 from dermjax.core.parallel import map_with_progress
-from dermjax.core.io import (atomic_path, exists, file_identity, getsize, is_url, join, put_file, read_json,
-                             sha256_file, write_json)
+from dermjax.core.io import (atomic_path, exists, file_identity, getsize, is_url, join, read_json,
+                             sha256_file, upload, write_json)
 from dermjax.notes.ontology import DIAGNOSIS_GROUPS
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
 ON_BAD_IMAGE = ("error", "skip")
-
-
-def _basename(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1] if is_url(path) else os.path.basename(path)
 
 
 def _shard_name(split: str, i: int, n: int) -> str:
@@ -63,8 +59,10 @@ def fingerprint(split: str, items: list, max_side: int, on_bad_image: str) -> st
     return h.hexdigest()
 
 
-def reusable_stats(path: str, stats_path: str, expected: str) -> dict | None:
-    """The stats of a shard written from exactly these inputs and settings, or None."""
+def reusable_stats(path: str, expected: str) -> dict | None:
+    """The stats (PATH.json) of the shard at `path` if it was written from exactly the inputs and
+    settings whose fingerprint is `expected`, or None."""
+    stats_path = path + ".json"
     if not (exists(path) and exists(stats_path)):
         return None
     try:
@@ -99,11 +97,11 @@ def store_shard(path: str, split: str, encoded, expected: str) -> dict:
         with tempfile.TemporaryDirectory(prefix="dermjax-shard-") as folder:
             local = os.path.join(folder, os.path.basename(path))
             stats = _build_shard(local, split, encoded)
-            put_file(local, path)
+            upload(local, path)
     else:
         with atomic_path(path) as tmp:
             stats = _build_shard(tmp, split, encoded)
-    stats = {"file": _basename(path), "split": split, **stats, "fingerprint": expected}
+    stats = {"file": os.path.basename(path), "split": split, **stats, "fingerprint": expected}
     write_json(path + ".json", stats)
     return stats
 
@@ -130,7 +128,7 @@ def _build_shard(local: str, split: str, encoded) -> dict:
 
 def _write_one(task) -> dict:
     path, split, items, max_side, on_bad_image, expected = task
-    stats = reusable_stats(path, path + ".json", expected)
+    stats = reusable_stats(path, expected)
     if stats is not None:
         return stats
     encoded = (encode_item(index, record, notes, split, max_side, on_bad_image) for index, record, notes in items)
@@ -162,7 +160,7 @@ class Plan:
         self.tasks = _shard_tasks(by_split, out_dir, num_shards, fractions, max_side, on_bad_image)
         # Shard names, not paths: the same inputs give the same manifest wherever it is written.
         self.fingerprint = hashlib.sha256(json.dumps(
-            [self.settings, [_basename(t[0]) for t in self.tasks], [t[-1] for t in self.tasks]],
+            [self.settings, [os.path.basename(t[0]) for t in self.tasks], [t[-1] for t in self.tasks]],
             sort_keys=True).encode()).hexdigest()
 
     def reusable_manifest(self) -> dict | None:
@@ -172,13 +170,14 @@ class Plan:
         try:
             old = read_json(self.manifest_path)
         except DermjaxError:
-            old = {}
-        complete = all(reusable_stats(t[0], t[0] + ".json", t[-1]) is not None for t in self.tasks)
-        return old if old.get("fingerprint") == self.fingerprint and complete else None
+            return None
+        if old.get("fingerprint") != self.fingerprint:
+            return None  # settled without reading every shard's stats
+        return old if all(reusable_stats(t[0], t[-1]) is not None for t in self.tasks) else None
 
     def pending(self) -> list[tuple]:
         """The tasks whose shard is not already on disk from these inputs and settings."""
-        return [t for t in self.tasks if reusable_stats(t[0], t[0] + ".json", t[-1]) is None]
+        return [t for t in self.tasks if reusable_stats(t[0], t[-1]) is None]
 
     def finish(self, results: list[dict], progress: bool) -> dict:
         """Writes manifest.json (last: it marks the run complete) from every shard's stats."""

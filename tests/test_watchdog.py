@@ -142,8 +142,18 @@ def _local(workdir, shard_dir, total_steps):
            f"--config.total_steps={total_steps}", "--config.ckpt_every=3", "--config.log_every=1",
            "--config.keep_checkpoints=100",
            "--config.watchdog.lost_after=10", "--config.watchdog.heartbeat_timeout=60"]
-    return subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, DERMJAX_SETUP="0"),
+    # Its own process group: a failing test kills the launcher and both trainers with it, rather
+    # than leaving a 100,000-step run behind to slow every later test.
+    return subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, DERMJAX_SETUP="0"), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _kill_group(p) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait()
 
 
 def _checkpoints(workdir):
@@ -164,18 +174,18 @@ def _kill_after_checkpoint(workdir, shard_dir, victim, past):
         fresh = os.path.exists(pid_file) and os.path.getmtime(pid_file) >= started - 1
         return fresh and [s for s in _checkpoints(workdir) if s > past]
 
-    while time.time() < deadline and not ready():
-        assert p.poll() is None, p.stdout.read()[-3000:]
-        time.sleep(0.5)
-    saved = _checkpoints(workdir)
-    assert saved and saved[-1] > past, "no checkpoint within 300 s"
-    pid = int(open(pid_file).read())
-    os.kill(pid, signal.SIGKILL)
-    t_kill = time.time()
     try:
+        while time.time() < deadline and not ready():
+            assert p.poll() is None, p.stdout.read()[-3000:]
+            time.sleep(0.5)
+        saved = _checkpoints(workdir)
+        assert saved and saved[-1] > past, "no checkpoint within 300 s"
+        pid = int(open(pid_file).read())
+        os.kill(pid, signal.SIGKILL)
+        t_kill = time.time()
         p.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        p.kill()
+    except BaseException:
+        _kill_group(p)
         raise
     survivor = 1 - victim
     log = open(os.path.join(workdir, "logs", f"process_{survivor}.log"), errors="replace").read()

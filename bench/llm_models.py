@@ -136,7 +136,9 @@ def main(argv=None):
         json.dump({"models": results, "settings": {"n": a.n, "concurrency": a.concurrency,
                                                   "server": "llama-cpp-python 0.3.36, n_ctx 2048, threads = cores",
                                                   "temperature": 0.7, "max_tokens": 200},
-                   "machine": machine()}, f, indent=2)
+                   "machine": machine(),
+                   "baseline": "the models against each other, measured in the same run on the same records "
+                               "(smollm2, the default, first)"}, f, indent=2)
     os.replace(a.out + ".tmp", a.out)
     print(f"wrote {a.out}")
     return 0

@@ -375,7 +375,8 @@ def _own_indices(query_owner: np.ndarray, gallery_owner: np.ndarray) -> np.ndarr
 
 
 def _owner_inputs(query_owner, gallery_owner, n_query: int, n_gallery: int, pairs: bool):
-    """(each query's own gallery indices [Nq, M], gallery owners [Ng]); placeholders without pairs."""
+    """(each query's own gallery indices [Nq, M], gallery owners [Ng]); without `pairs`, zero arrays
+    of those shapes that the class-matching metrics never read."""
     if not pairs:
         return np.zeros((n_query, 1), np.int32), np.zeros(n_gallery, np.int32)
     qo, go = np.asarray(query_owner, np.int32), np.asarray(gallery_owner, np.int32)
